@@ -1,0 +1,100 @@
+"""Configuration read from the environment.
+
+`Config` is the base; `DevelopmentConfig` is what `make run` uses, `ProductionConfig`
+refuses to start without a real `SECRET_KEY`, and `TestConfig` is what the test suite
+passes to `create_app`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+INSTANCE_DIR = BASE_DIR / "instance"
+
+
+def _bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def normalise_database_url(url: str) -> str:
+    """Let `postgres://` and `postgresql://` URLs use psycopg 3."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
+
+
+class Config:
+    ENV_NAME = "base"
+    SECRET_KEY = os.environ.get("SECRET_KEY")
+    SQLALCHEMY_DATABASE_URI = normalise_database_url(
+        os.environ.get("DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'healthfund.db'}")
+    )
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {}
+    #: Where uploaded files (cover images, documents) live: never under static/.
+    UPLOAD_DIR = os.environ.get("UPLOAD_DIR", str(INSTANCE_DIR / "uploads"))
+    MAX_CONTENT_LENGTH = int(os.environ.get("MAX_UPLOAD_BYTES", 8 * 1024 * 1024))
+    #: Rate-limit store; use redis://127.0.0.1:6379 when several app processes run.
+    RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
+    RATELIMIT_ENABLED = _bool("RATELIMIT_ENABLED", True)
+    LOGIN_RATE_LIMIT = os.environ.get("LOGIN_RATE_LIMIT", "10 per minute;50 per hour")
+    WTF_CSRF_ENABLED = True
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_SECURE = _bool("SESSION_COOKIE_SECURE", False)
+    BOOTSTRAP_SERVE_LOCAL = True
+    SITE_NAME = "HealthFund"
+    DEFAULT_CURRENCY = os.environ.get("DEFAULT_CURRENCY", "CNY")
+    #: Payment gateway: "sandbox" (built in, offline) or "stripe".
+    PAYMENT_GATEWAY = os.environ.get("PAYMENT_GATEWAY", "sandbox")
+    STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY")
+    STRIPE_PUBLISHABLE_KEY = os.environ.get("STRIPE_PUBLISHABLE_KEY")
+    STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET")
+    #: Point the stripe library elsewhere (the test suite points it at localstripe).
+    STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE")
+    #: Platform fee in basis points of what a campaign collects.
+    PLATFORM_FEE_BP = int(os.environ.get("PLATFORM_FEE_BP", 500))
+    CAMPAIGNS_PER_PAGE = 12
+
+
+class DevelopmentConfig(Config):
+    ENV_NAME = "development"
+    SECRET_KEY = os.environ.get("SECRET_KEY", "dev-only-secret-not-for-production")
+
+
+class ProductionConfig(Config):
+    ENV_NAME = "production"
+    SESSION_COOKIE_SECURE = _bool("SESSION_COOKIE_SECURE", True)
+
+
+class TestConfig(Config):
+    ENV_NAME = "test"
+    TESTING = True
+    SECRET_KEY = "test-secret"
+    SQLALCHEMY_DATABASE_URI = "sqlite://"
+    WTF_CSRF_ENABLED = False
+    RATELIMIT_ENABLED = False
+    RATELIMIT_STORAGE_URI = "memory://"
+    PAYMENT_GATEWAY = "sandbox"
+    SERVER_NAME = "localhost"
+
+
+CONFIGS = {
+    "development": DevelopmentConfig,
+    "production": ProductionConfig,
+    "test": TestConfig,
+}
+
+
+def config_from_environment() -> type[Config]:
+    """Pick the config class named by HEALTHFUND_ENV (development by default)."""
+    name = os.environ.get("HEALTHFUND_ENV", "development").lower()
+    if name not in CONFIGS:
+        raise RuntimeError(f"HEALTHFUND_ENV must be one of {', '.join(CONFIGS)}, not {name!r}")
+    return CONFIGS[name]
