@@ -128,6 +128,3 @@ class Membership(db.Model):
 
     user: Mapped[User] = relationship(back_populates="memberships")
     organisation: Mapped[Organisation] = relationship(back_populates="memberships")
-
-
-

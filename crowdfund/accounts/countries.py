@@ -1,0 +1,67 @@
+"""The countries an organisation can be registered in (ISO 3166-1 alpha-2 code and name)."""
+
+from __future__ import annotations
+
+#: Code -> English name, in the order shown in forms (alphabetical by name).
+COUNTRIES: dict[str, str] = {
+    "AR": "Argentina",
+    "AU": "Australia",
+    "AT": "Austria",
+    "BE": "Belgium",
+    "BR": "Brazil",
+    "CA": "Canada",
+    "CL": "Chile",
+    "CN": "China",
+    "CO": "Colombia",
+    "CZ": "Czechia",
+    "DK": "Denmark",
+    "EG": "Egypt",
+    "FI": "Finland",
+    "FR": "France",
+    "DE": "Germany",
+    "GR": "Greece",
+    "HK": "Hong Kong",
+    "HU": "Hungary",
+    "IS": "Iceland",
+    "IN": "India",
+    "ID": "Indonesia",
+    "IE": "Ireland",
+    "IL": "Israel",
+    "IT": "Italy",
+    "JP": "Japan",
+    "KE": "Kenya",
+    "LU": "Luxembourg",
+    "MO": "Macao",
+    "MY": "Malaysia",
+    "MX": "Mexico",
+    "NL": "Netherlands",
+    "NZ": "New Zealand",
+    "NG": "Nigeria",
+    "NO": "Norway",
+    "PK": "Pakistan",
+    "PE": "Peru",
+    "PH": "Philippines",
+    "PL": "Poland",
+    "PT": "Portugal",
+    "QA": "Qatar",
+    "RO": "Romania",
+    "SA": "Saudi Arabia",
+    "SG": "Singapore",
+    "ZA": "South Africa",
+    "KR": "South Korea",
+    "ES": "Spain",
+    "SE": "Sweden",
+    "CH": "Switzerland",
+    "TW": "Taiwan",
+    "TH": "Thailand",
+    "TR": "Türkiye",
+    "AE": "United Arab Emirates",
+    "GB": "United Kingdom",
+    "US": "United States",
+    "VN": "Vietnam",
+}
+
+
+def country_name(code: str | None) -> str:
+    """The English name for `code`, or the code itself when it is not in the list."""
+    return COUNTRIES.get((code or "").upper(), code or "")
