@@ -128,7 +128,9 @@ class Campaign(db.Model):
     story: Mapped[str] = mapped_column(Text, default="")
     #: The story rendered to HTML and sanitised; what pages show.
     story_html: Mapped[str] = mapped_column(Text, default="")
-    category: Mapped[HealthCategory] = mapped_column(enum_column(HealthCategory, "health_category"), index=True)
+    category: Mapped[HealthCategory] = mapped_column(
+        enum_column(HealthCategory, "health_category"), index=True
+    )
     #: File name under UPLOAD_DIR/covers, or None.
     cover_image: Mapped[str | None] = mapped_column(String(100))
     currency: Mapped[str] = mapped_column(String(3))
@@ -252,8 +254,12 @@ class SecurityType(enum.Enum):
 
     @property
     def label(self) -> str:
-        return {"common": "Common shares", "preferred": "Preferred shares", "safe": "SAFE",
-                "convertible_note": "Convertible note"}[self.value]
+        return {
+            "common": "Common shares",
+            "preferred": "Preferred shares",
+            "safe": "SAFE",
+            "convertible_note": "Convertible note",
+        }[self.value]
 
 
 class EquityTerms(db.Model):
