@@ -1,5 +1,852 @@
-"""`flask demo seed`: demo users, organisations and campaigns of all four kinds."""
+"""`flask demo seed`: demo users, organisations and campaigns of all four kinds.
 
+Idempotent: users are found by e-mail, organisations by legal name and campaigns by
+slug; anything that exists is left as it is, so running the seed twice gives the same
+rows. Counters (`raised_amount`, `backer_count`, tiers' `claimed`) stay at zero: only real
+pledges move them, so they always equal the pledges behind them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import click
 from flask.cli import AppGroup
+from sqlalchemy import select
+
+from crowdfund.accounts.models import (
+    Membership,
+    Organisation,
+    OrganisationType,
+    Role,
+    User,
+    VerificationStatus,
+)
+from crowdfund.accounts.passwords import hash_password
+from crowdfund.campaigns import images
+from crowdfund.campaigns.models import (
+    Campaign,
+    CampaignKind,
+    CampaignState,
+    DebtTerms,
+    DonationTerms,
+    EquityTerms,
+    FundingModel,
+    HealthCategory,
+    RewardTier,
+    SecurityType,
+)
+from crowdfund.campaigns.service import render_story, transition
+from crowdfund.database import begin_write
+from crowdfund.extensions import db
+from crowdfund.models_base import utcnow
+from crowdfund.money import Money
+from crowdfund.web.covers import draw_cover
 
 demo_cli = AppGroup("demo", help="Demo data.")
+
+#: The password of every demo account.
+DEMO_PASSWORD = "healthfund-demo"
+
+K, C, S = CampaignKind, HealthCategory, CampaignState
+
+
+# ---------------------------------------------------------------------------
+# What the demo contains
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DemoUser:
+    email: str
+    name: str
+    role: Role
+    what: str
+
+
+USERS = (
+    DemoUser("admin@healthfund.test", "Alex Admin", Role.ADMIN, "Admin: fees, limits, policies, operators"),
+    DemoUser(
+        "operator@healthfund.test", "Olivia Wang", Role.OPERATOR, "Operator: reviews campaigns and documents"
+    ),
+    DemoUser(
+        "campaigner@healthfund.test", "Lin Mei", Role.BACKER, "Campaigner: member of five organisations"
+    ),
+    DemoUser("backer@healthfund.test", "Ben Carter", Role.BACKER, "Backer, investor, lender and donor"),
+    DemoUser("founder@healthfund.test", "Daniel Brooks", Role.BACKER, "Campaigner: three US organisations"),
+    DemoUser("family@healthfund.test", "Chen Jie", Role.BACKER, "Campaigner: a patient's father"),
+    DemoUser("nonprofit@healthfund.test", "Amina Otieno", Role.BACKER, "Campaigner: a health nonprofit"),
+)
+
+
+@dataclass(frozen=True)
+class DemoOrg:
+    key: str
+    type: OrganisationType
+    legal_name: str
+    registration_number: str
+    country: str
+    owner: str
+    description: str
+    verified: bool = True
+    website: str | None = None
+    members: tuple[str, ...] = ()
+
+
+ORGS = (
+    DemoOrg(
+        "heartline", OrganisationType.HEALTH_STARTUP, "Heartline Medical Technology (Shenzhen) Co., Ltd.",
+        "91440300MA5HLT0001", "CN", "campaigner@healthfund.test",
+        "A medical-device startup making wearable heart monitors affordable for community clinics.",
+        website="https://heartline.example",
+    ),
+    DemoOrg(
+        "medbridge", OrganisationType.HEALTH_STARTUP, "MedBridge Health Technology Co., Ltd.",
+        "91330100MA2MBH0002", "CN", "campaigner@healthfund.test",
+        "A telemedicine platform connecting county hospitals with specialists in provincial centres.",
+    ),
+    DemoOrg(
+        "qingshan", OrganisationType.CLINIC, "Qingshan Town Community Health Centre",
+        "PDY-43-0719-2011", "CN", "campaigner@healthfund.test",
+        "A public community health centre serving 60,000 people in a rural county.",
+    ),
+    DemoOrg(
+        "retina", OrganisationType.RESEARCH_GROUP, "Retinal Imaging Lab, Jiangnan Medical University",
+        "JNMU-RIL-2016", "CN", "campaigner@healthfund.test",
+        "An academic group building low-cost screening for diabetic eye disease.",
+    ),
+    DemoOrg(
+        "breathwell", OrganisationType.HEALTH_STARTUP, "BreathWell Devices Co., Ltd.",
+        "91320500MA7BWD0005", "CN", "campaigner@healthfund.test",
+        "A two-person startup designing a home spirometer for children with asthma.",
+        verified=False,
+    ),
+    DemoOrg(
+        "caredose", OrganisationType.HEALTH_STARTUP, "CareDose Inc.", "DE-7731045", "US", "founder@healthfund.test",
+        "Makers of connected medication dispensers for older people living at home.",
+        website="https://caredose.example",
+    ),
+    DemoOrg(
+        "clearpath", OrganisationType.HEALTH_STARTUP, "ClearPath Diagnostics, Inc.", "DE-6620981", "US",
+        "founder@healthfund.test", "A CLIA-certified laboratory startup offering affordable at-home test kits.",
+    ),
+    DemoOrg(
+        "riverside", OrganisationType.CLINIC, "Riverside Physiotherapy Centre LLC", "OR-LLC-118204", "US",
+        "founder@healthfund.test", "An independent physiotherapy practice with four therapists.",
+    ),
+    DemoOrg(
+        "chen-family", OrganisationType.PATIENT_FAMILY, "Chen family (for Chen Xiaoyu)", "ID-verified-family", "CN",
+        "family@healthfund.test", "The parents of seven-year-old Chen Xiaoyu, raising money for her treatment.",
+    ),
+    DemoOrg(
+        "chw", OrganisationType.NONPROFIT, "Community Health Workers Alliance", "EIN 84-3920117", "US",
+        "nonprofit@healthfund.test", "A nonprofit training and equipping community health workers.",
+        website="https://chw-alliance.example", members=("campaigner@healthfund.test",),
+    ),
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DemoCampaign:
+    slug: str
+    org: str
+    kind: CampaignKind
+    category: HealthCategory
+    currency: str
+    goal: int  #: in major units
+    title: str
+    summary: str
+    story: str
+    state: CampaignState = S.LIVE
+    #: Days since the start (negative: starts later) and days from now to the end.
+    started_days_ago: int = 7
+    ends_in_days: int = 30
+    featured: bool = False
+    tiers: tuple[dict, ...] = ()
+    terms: dict = field(default_factory=dict)
+
+
+def _tier(
+    title: str, price: int, limit: int | None, months: int | None, description: str, ships_to: str = ""
+) -> dict:
+    return {
+        "title": title,
+        "price": price,
+        "quantity_limit": limit,
+        "months": months,
+        "description": description,
+        "ships_to": ships_to,
+    }
+
+
+CAMPAIGNS = (
+    DemoCampaign(
+        slug="pulsestrip-portable-ecg-patch",
+        org="heartline",
+        kind=K.REWARD,
+        category=C.MEDICAL_DEVICES,
+        currency="CNY",
+        goal=300_000,
+        title="PulseStrip: a low-cost portable ECG patch",
+        summary="A single-lead ECG patch that records for 7 days and flags atrial fibrillation, for under ¥400.",
+        featured=True,
+        started_days_ago=9,
+        ends_in_days=26,
+        story="""\
+# Catch the heartbeat that the clinic visit misses
+
+Atrial fibrillation comes and goes. A ten-second ECG at the clinic often sees a normal
+rhythm, and the patient goes home without a diagnosis — until a stroke. Holter monitors
+find it, but they cost thousands of yuan and most township clinics do not have one.
+
+**PulseStrip** is a thin, waterproof patch that records a single-lead ECG for seven days.
+The patient wears it at home; the clinic reads the recording on a phone, and our
+algorithm highlights the episodes a doctor should look at.
+
+## What your pledge pays for
+
+- Tooling for the injection-moulded housing and the first production run of 2,000 patches
+- The clinical validation study with two county hospitals (300 patients)
+- Completing the Class II medical device registration with the NMPA
+
+## Where we are
+
+Our prototype has been worn by 120 volunteers. Sensitivity for atrial fibrillation was
+96 % against a 12-lead reference. The registration test report is done; the clinical
+study is approved by the hospitals' ethics committees.
+""",
+        tiers=(
+            _tier(
+                "Thank you", 50, None, None, "Your name on our supporters' page and the study updates.", ""
+            ),
+            _tier(
+                "Early supporter: one PulseStrip kit",
+                399,
+                300,
+                6,
+                "One reader and 7-day patch, with two spare patches.",
+                "Mainland China, Hong Kong, Macau",
+            ),
+            _tier(
+                "Family pack: three kits",
+                999,
+                100,
+                6,
+                "Three readers and patches for you and your parents.",
+                "Mainland China, Hong Kong, Macau",
+            ),
+            _tier(
+                "Village clinic bundle",
+                2_990,
+                5,
+                7,
+                "Ten kits and a remote training session for the clinic's staff.",
+                "Mainland China",
+            ),
+        ),
+    ),
+    DemoCampaign(
+        slug="caredose-smart-pill-dispenser",
+        org="caredose",
+        kind=K.REWARD,
+        category=C.MEDICAL_DEVICES,
+        currency="USD",
+        goal=60_000,
+        title="CareDose: a smart pill dispenser for older people",
+        summary="Sorts a month of medication, opens at the right time, and tells family when a dose is missed.",
+        started_days_ago=12,
+        ends_in_days=18,
+        story="""\
+# The right pill, at the right time, every day
+
+Half of older adults taking five or more medicines miss or double a dose every week.
+Pill organisers help, but they cannot remind, and they cannot tell anyone when something
+goes wrong.
+
+**CareDose** holds 28 days of medication in locked compartments. At each dose time it
+lights up and chimes; only the right compartment opens. If a dose is not taken within an
+hour, a family member or carer receives a text message.
+
+## What you get
+
+- A dispenser that works without Wi-Fi (it has a built-in cellular modem)
+- A free app for family members to see the schedule and missed doses
+- Large buttons, a loud chime and a clear display designed with occupational therapists
+
+## Why now
+
+We have built 40 units by hand and tested them in two assisted-living homes for six
+months. This campaign pays for the first factory run of 1,000 units.
+""",
+        tiers=(
+            _tier("Supporter", 15, None, None, "Our thanks and a behind-the-scenes update every month.", ""),
+            _tier(
+                "Early bird CareDose",
+                149,
+                250,
+                5,
+                "One dispenser at the early-bird price.",
+                "United States, Canada",
+            ),
+            _tier(
+                "CareDose + 12 months of family alerts",
+                229,
+                150,
+                5,
+                "One dispenser and a year of text alerts for up to three family members.",
+                "United States, Canada",
+            ),
+            _tier(
+                "Two homes",
+                399,
+                3,
+                5,
+                "Two dispensers with alerts: for both parents in different homes.",
+                "United States",
+            ),
+        ),
+    ),
+    DemoCampaign(
+        slug="medbridge-telemedicine-platform",
+        org="medbridge",
+        kind=K.EQUITY,
+        category=C.DIGITAL_HEALTH,
+        currency="CNY",
+        goal=2_000_000,
+        title="MedBridge: specialists for every county hospital",
+        summary="Invest in the telemedicine platform that lets county hospitals consult provincial specialists in minutes.",
+        featured=True,
+        started_days_ago=14,
+        ends_in_days=38,
+        story="""\
+# Specialist care without the six-hour bus ride
+
+County hospitals treat most of China's rural patients but have few specialists. Patients
+travel to the provincial capital for a consultation that often takes ten minutes.
+
+**MedBridge** connects county doctors with specialists through scheduled video
+consultations, shared imaging and a structured referral form. 42 county hospitals in
+three provinces use it today; 9,800 consultations were held last year.
+
+## The business
+
+- Hospitals pay a yearly subscription per department
+- Specialists are paid per consultation; the platform keeps 20 %
+- Revenue grew from ¥1.1 million to ¥3.4 million last year
+
+## Use of funds
+
+1. Expand to two more provinces (sales and onboarding staff)
+2. Integrate with the hospitals' PACS imaging systems
+3. Obtain the Level 3 information-security certification
+
+Investing in a young company is risky. Read the investment terms and the risk section of
+our offering document before you invest.
+""",
+        terms={
+            "security_type": SecurityType.PREFERRED,
+            "price_per_share": 10,
+            "pre_money_valuation": 60_000_000,
+            "max_target": 5_000_000,
+            "min_investment": 1_000,
+        },
+    ),
+    DemoCampaign(
+        slug="clearpath-diagnostics-lab",
+        org="clearpath",
+        kind=K.EQUITY,
+        category=C.PHARMA_BIOTECH,
+        currency="USD",
+        goal=500_000,
+        title="ClearPath Diagnostics: lab-quality tests from home",
+        summary="Own a share of a certified lab startup offering at-home blood tests at a third of the usual price.",
+        started_days_ago=6,
+        ends_in_days=44,
+        story="""\
+# Blood tests without the waiting room
+
+Routine blood tests — cholesterol, HbA1c, thyroid — are the backbone of preventive care,
+but many people skip them because of cost and time off work.
+
+**ClearPath** mails a finger-prick kit, processes the sample in our own CLIA-certified
+laboratory and sends results with a doctor's note within 48 hours.
+
+## Traction
+
+- 18,000 kits processed in our first 14 months
+- 31 % of customers reorder within six months
+- Partnerships with two regional employers' wellness programmes
+
+## What the money is for
+
+- A second automated analyser to double capacity
+- Sales to employers and insurers
+- Clinical validation of three new panels (kidney, liver and iron)
+
+Early-stage investments are illiquid and risky. You may lose the money you invest.
+""",
+        terms={
+            "security_type": SecurityType.COMMON,
+            "price_per_share": "2.50",
+            "pre_money_valuation": 12_000_000,
+            "max_target": 1_070_000,
+            "min_investment": 250,
+        },
+    ),
+    DemoCampaign(
+        slug="qingshan-dialysis-unit",
+        org="qingshan",
+        kind=K.DEBT,
+        category=C.CLINICS_CARE,
+        currency="CNY",
+        goal=1_200_000,
+        title="Qingshan: expanding our dialysis unit",
+        summary="Lend to a rural health centre adding six dialysis stations, so patients stop travelling 80 km three times a week.",
+        started_days_ago=5,
+        ends_in_days=33,
+        story="""\
+# Dialysis close to home
+
+Forty-one patients from our town need dialysis three times a week. Our unit has four
+stations, so most of them travel 80 km to the county hospital — a day lost each time, and
+a cost many families cannot carry for long.
+
+## The plan
+
+- Six new haemodialysis machines and a water-treatment system
+- Renovation of the ward next to the existing unit
+- Training for four nurses at the county hospital's nephrology department
+
+## How you are repaid
+
+The expanded unit will treat 30 more patients a week. Dialysis is reimbursed by the basic
+medical insurance; the extra income covers the monthly repayments more than twice over.
+The health centre has repaid two earlier equipment loans on time.
+""",
+        terms={"annual_rate_bp": 720, "term_months": 36, "max_amount": 1_500_000, "min_loan_share": 500},
+    ),
+    DemoCampaign(
+        slug="riverside-physio-equipment-loan",
+        org="riverside",
+        kind=K.DEBT,
+        category=C.CLINICS_CARE,
+        currency="USD",
+        goal=150_000,
+        title="Riverside Physiotherapy: new rehabilitation equipment",
+        summary="A two-year loan for an anti-gravity treadmill and a hydrotherapy pool lift for stroke and knee patients.",
+        started_days_ago=3,
+        ends_in_days=21,
+        story="""\
+# Helping patients walk again, sooner
+
+Stroke and knee-replacement patients recover faster when they can start walking early,
+with part of their body weight supported. Today we send those patients to a hospital
+45 minutes away.
+
+## What we will buy
+
+- An anti-gravity treadmill
+- A lift for our hydrotherapy pool, so wheelchair users can use it
+- Balance-training platforms for two treatment rooms
+
+## Repayment
+
+We have served the community for eleven years and have 1,400 active patients. The new
+equipment is billed under existing insurance codes; our projections show repayments at
+less than a third of the extra income it brings in.
+""",
+        terms={"annual_rate_bp": 650, "term_months": 24, "max_amount": 200_000, "min_loan_share": 100},
+    ),
+    DemoCampaign(
+        slug="help-xiaoyu-beat-leukaemia",
+        org="chen-family",
+        kind=K.DONATION,
+        category=C.PATIENT_AID,
+        currency="CNY",
+        goal=300_000,
+        title="Help Xiaoyu beat leukaemia",
+        summary="Seven-year-old Xiaoyu needs chemotherapy and a bone-marrow transplant. Every yuan goes straight to her hospital.",
+        featured=True,
+        started_days_ago=8,
+        ends_in_days=12,
+        story="""\
+# Xiaoyu is seven and loves drawing horses
+
+In the spring she started to bruise easily and was always tired. The blood tests at our
+county hospital led to the children's hospital in the provincial capital, and to a
+diagnosis of acute lymphoblastic leukaemia.
+
+She has finished the first month of chemotherapy and is in remission. Her doctors
+recommend a bone-marrow transplant; her older brother is a match.
+
+## What the money pays for
+
+- The transplant and the weeks in the sterile ward
+- Medicines not covered by the medical insurance
+- Follow-up care for the first year
+
+## How HealthFund handles it
+
+The money is paid **directly to the hospital**, in tranches against its invoices. If
+anything is left over, it is returned to donors. HealthFund's operators have checked the
+diagnosis, the hospital's cost estimate and our family's assets.
+
+Thank you for reading, and for sharing.
+""",
+        terms={
+            "beneficiary_name": "Jiangnan Children's Hospital (for Chen Xiaoyu)",
+            "is_patient_aid": True,
+            "patient_name": "Chen Xiaoyu",
+            "hospital_name": "Jiangnan Children's Hospital, Department of Haematology",
+            "diagnosis_summary": "Acute lymphoblastic leukaemia (B-cell), in remission after induction chemotherapy; "
+            "allogeneic bone-marrow transplant planned, with her brother as donor.",
+        },
+    ),
+    DemoCampaign(
+        slug="train-community-health-workers",
+        org="chw",
+        kind=K.DONATION,
+        category=C.CLINICS_CARE,
+        currency="USD",
+        goal=80_000,
+        title="Train 200 community health workers",
+        summary="Fund training, a kit and a phone for health workers who visit homes in underserved neighbourhoods.",
+        started_days_ago=20,
+        ends_in_days=25,
+        story="""\
+# Health care that knocks on the door
+
+Community health workers are trusted neighbours trained to check blood pressure, help
+people manage diabetes, and make sure no one misses an appointment. Studies show they
+cut hospital readmissions and save more than they cost.
+
+## What a donation buys
+
+- **$40**: a blood-pressure monitor for one health worker
+- **$150**: a smartphone with our visit-recording app
+- **$400**: the full 80-hour certified training course for one person
+
+## Our record
+
+Since 2019 we have trained 640 health workers who made 95,000 home visits. Our yearly
+reports and audited accounts are on our website. Every donation gets a receipt.
+""",
+        terms={"beneficiary_name": "Community Health Workers Alliance", "is_patient_aid": False},
+    ),
+    DemoCampaign(
+        slug="breathwell-home-spirometer",
+        org="breathwell",
+        kind=K.REWARD,
+        category=C.MEDICAL_DEVICES,
+        currency="CNY",
+        goal=150_000,
+        title="BreathWell: a home spirometer for children with asthma",
+        summary="A playful lung-function meter that turns daily breathing checks into a game.",
+        state=S.SUBMITTED,
+        started_days_ago=-7,
+        ends_in_days=40,
+        story="""\
+# Daily breathing checks, made fun
+
+Children with asthma should measure their lung function every day, but they hate it.
+BreathWell turns the measurement into a game on a tablet.
+
+## Rewards
+
+- A BreathWell meter with the game app
+- A clinic pack for paediatric practices
+""",
+        tiers=(
+            _tier("BreathWell meter", 299, 500, 8, "One meter with the game app.", "Mainland China"),
+            _tier("Clinic pack", 1_990, 50, 8, "Eight meters and the clinic dashboard.", "Mainland China"),
+        ),
+    ),
+    DemoCampaign(
+        slug="village-telemedicine-kiosks",
+        org="medbridge",
+        kind=K.DEBT,
+        category=C.DIGITAL_HEALTH,
+        currency="CNY",
+        goal=800_000,
+        title="Telemedicine kiosks for village clinics",
+        summary="A loan to install 40 telemedicine kiosks in village clinics.",
+        state=S.DRAFT,
+        started_days_ago=-14,
+        ends_in_days=45,
+        story="""\
+# Draft
+
+A loan to install telemedicine kiosks in village clinics. *Story to be finished.*
+""",
+        terms={"annual_rate_bp": 800, "term_months": 24, "max_amount": 1_000_000, "min_loan_share": 500},
+    ),
+    DemoCampaign(
+        slug="sightline-retinal-screening",
+        org="retina",
+        kind=K.DONATION,
+        category=C.RESEARCH,
+        currency="CNY",
+        goal=150_000,
+        title="SightLine: screening for diabetic eye disease with a phone",
+        summary="Help build an open dataset and a free app that screens for diabetic retinopathy with a clip-on lens.",
+        state=S.SUCCEEDED,
+        started_days_ago=60,
+        ends_in_days=-15,
+        story="""\
+# Blindness from diabetes is preventable
+
+Diabetic retinopathy can be treated if it is found early, but screening needs a fundus
+camera that township clinics do not have.
+
+## The project
+
+- Collect and label 20,000 retinal images taken with a clip-on phone lens
+- Publish the dataset openly for other researchers
+- Release a free screening app for clinics
+
+Thank you to everyone who supported this project.
+""",
+        terms={
+            "beneficiary_name": "Retinal Imaging Lab, Jiangnan Medical University",
+            "is_patient_aid": False,
+        },
+    ),
+)
+
+
+# ---------------------------------------------------------------------------
+# Seeding
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class SeedResult:
+    created_users: int = 0
+    created_organisations: int = 0
+    created_campaigns: int = 0
+    covers_written: int = 0
+
+
+def _money(major: int | str, currency: str) -> int:
+    return Money.from_major(major, currency).amount
+
+
+def cover_name(slug: str) -> str:
+    """The demo cover's file name: 32 hex digits derived from the slug (stable across runs)."""
+    return hashlib.sha256(f"healthfund-demo-cover:{slug}".encode()).hexdigest()[:32] + ".jpg"
+
+
+def _write_cover(name: str, category: HealthCategory, slug: str) -> bool:
+    """Draw and store the cover unless the file exists; True when it was written."""
+    folder: Path = images.covers_dir()
+    path = folder / name
+    if path.is_file():
+        return False
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".demo-{name}.tmp"
+    tmp.write_bytes(draw_cover(category, slug))
+    tmp.replace(path)
+    return True
+
+
+def _user(spec: DemoUser, password_hash: str, result: SeedResult) -> User:
+    user = db.session.scalar(select(User).where(User.email == spec.email))
+    if user is None:
+        user = User(
+            email=spec.email,
+            name=spec.name,
+            password_hash=password_hash,
+            role=spec.role,
+            session_token=secrets.token_hex(32),
+        )
+        db.session.add(user)
+        db.session.flush()
+        result.created_users += 1
+    return user
+
+
+def _organisation(spec: DemoOrg, users: dict[str, User], operator: User, now: datetime, result: SeedResult):
+    org = db.session.scalar(select(Organisation).where(Organisation.legal_name == spec.legal_name))
+    if org is not None:
+        return org
+    owner = users[spec.owner]
+    org = Organisation(
+        type=spec.type,
+        legal_name=spec.legal_name,
+        registration_number=spec.registration_number,
+        country=spec.country,
+        website=spec.website,
+        description=spec.description,
+        created_by_id=owner.id,
+        created_at=now - timedelta(days=90),
+    )
+    if spec.verified:
+        org.verification_status = VerificationStatus.VERIFIED
+        org.verified_at = now - timedelta(days=60)
+        org.verified_by_id = operator.id
+    db.session.add(org)
+    db.session.flush()
+    db.session.add(Membership(user_id=owner.id, organisation_id=org.id, role="owner"))
+    for email in spec.members:
+        db.session.add(Membership(user_id=users[email].id, organisation_id=org.id, role="member"))
+    result.created_organisations += 1
+    return org
+
+
+def _terms(campaign: Campaign, spec: DemoCampaign) -> None:
+    cur, t = spec.currency, spec.terms
+    if spec.kind is K.REWARD:
+        for position, tier in enumerate(spec.tiers):
+            months = tier["months"]
+            campaign.tiers.append(
+                RewardTier(
+                    position=position,
+                    title=tier["title"],
+                    description=tier["description"],
+                    price_amount=_money(tier["price"], cur),
+                    quantity_limit=tier["quantity_limit"],
+                    claimed=0,
+                    estimated_delivery=(date.today() + timedelta(days=30 * months)).replace(day=1)
+                    if months
+                    else None,
+                    ships=bool(tier["ships_to"]),
+                    ships_to=tier["ships_to"],
+                )
+            )
+    elif spec.kind is K.EQUITY:
+        campaign.equity_terms = EquityTerms(
+            security_type=t["security_type"],
+            price_per_share_amount=_money(t["price_per_share"], cur),
+            pre_money_valuation_amount=_money(t["pre_money_valuation"], cur),
+            min_target_amount=_money(spec.goal, cur),
+            max_target_amount=_money(t["max_target"], cur),
+            min_investment_amount=_money(t["min_investment"], cur),
+        )
+    elif spec.kind is K.DEBT:
+        campaign.debt_terms = DebtTerms(
+            annual_rate_bp=t["annual_rate_bp"],
+            term_months=t["term_months"],
+            repayment_frequency="monthly",
+            min_amount=_money(spec.goal, cur),
+            max_amount=_money(t["max_amount"], cur),
+            min_loan_share_amount=_money(t["min_loan_share"], cur),
+        )
+    else:
+        campaign.donation_terms = DonationTerms(
+            beneficiary_name=t["beneficiary_name"],
+            is_patient_aid=t["is_patient_aid"],
+            patient_name=t.get("patient_name"),
+            hospital_name=t.get("hospital_name"),
+            diagnosis_summary=t.get("diagnosis_summary"),
+        )
+
+
+#: The lifecycle each demo state went through, with who moved it and why.
+_PATHS: dict[CampaignState, tuple[tuple[CampaignState, str, str], ...]] = {
+    S.DRAFT: (),
+    S.SUBMITTED: ((S.SUBMITTED, "owner", "Ready for review."),),
+    S.LIVE: (
+        (S.SUBMITTED, "owner", "Ready for review."),
+        (S.APPROVED, "operator", "Identity, registration and health credentials checked."),
+        (S.LIVE, "system", "The start date arrived."),
+    ),
+    S.SUCCEEDED: (
+        (S.SUBMITTED, "owner", "Ready for review."),
+        (S.APPROVED, "operator", "Identity, registration and health credentials checked."),
+        (S.LIVE, "system", "The start date arrived."),
+        (S.SUCCEEDED, "system", "The campaign ended."),
+    ),
+}
+
+
+def _campaign(spec: DemoCampaign, org: Organisation, owner: User, operator: User, now: datetime) -> Campaign:
+    start = (now - timedelta(days=spec.started_days_ago)).replace(minute=0, second=0, microsecond=0)
+    end = (now + timedelta(days=spec.ends_in_days)).replace(minute=0, second=0, microsecond=0)
+    campaign = Campaign(
+        kind=spec.kind,
+        organisation_id=org.id,
+        created_by_id=owner.id,
+        title=spec.title,
+        slug=spec.slug,
+        summary=spec.summary,
+        story=spec.story,
+        story_html=render_story(spec.story),
+        category=spec.category,
+        cover_image=cover_name(spec.slug),
+        currency=spec.currency,
+        goal_amount=_money(spec.goal, spec.currency),
+        funding_model=FundingModel.KEEP_IT_ALL if spec.kind is K.DONATION else FundingModel.ALL_OR_NOTHING,
+        start_at=start,
+        end_at=end,
+        state=S.DRAFT,
+        featured=spec.featured,
+        raised_amount=0,
+        backer_count=0,
+        created_at=start - timedelta(days=10),
+    )
+    _terms(campaign, spec)
+    db.session.add(campaign)
+    db.session.flush()
+
+    moments = {
+        S.SUBMITTED: start - timedelta(days=4),
+        S.APPROVED: start - timedelta(days=2),
+        S.LIVE: start,
+        S.SUCCEEDED: end,
+    }
+    actors = {"owner": owner, "operator": operator, "system": None}
+    for target, who, comment in _PATHS[spec.state]:
+        at = min(moments[target], now)
+        transition(campaign, target, actors[who], comment, at)
+        if target is S.SUBMITTED:
+            campaign.submitted_at = at
+        elif target is S.APPROVED:
+            campaign.approved_at = at
+        elif target is S.LIVE:
+            campaign.launched_at = at
+        elif target is S.SUCCEEDED:
+            campaign.closed_at = at
+    return campaign
+
+
+def seed_demo(now: datetime | None = None) -> SeedResult:
+    """Create whatever demo rows are missing, in one transaction; returns what was created."""
+    now = now or utcnow()
+    result = SeedResult()
+    begin_write()
+    password_hash = hash_password(DEMO_PASSWORD)
+    users = {spec.email: _user(spec, password_hash, result) for spec in USERS}
+    operator = users["operator@healthfund.test"]
+    orgs = {spec.key: _organisation(spec, users, operator, now, result) for spec in ORGS}
+    owners = {spec.key: users[spec.owner] for spec in ORGS}
+
+    for spec in CAMPAIGNS:
+        campaign = db.session.scalar(select(Campaign).where(Campaign.slug == spec.slug))
+        if campaign is None:
+            campaign = _campaign(spec, orgs[spec.org], owners[spec.org], operator, now)
+            result.created_campaigns += 1
+        if campaign.cover_image == cover_name(spec.slug) and _write_cover(
+            campaign.cover_image, campaign.category, spec.slug
+        ):
+            result.covers_written += 1
+    db.session.commit()
+    return result
+
+
+@demo_cli.command("seed")
+def seed_command() -> None:
+    """Create demo users, organisations and campaigns (safe to run again)."""
+    result = seed_demo()
+    click.echo(
+        f"Demo data: {result.created_users} users, {result.created_organisations} organisations and "
+        f"{result.created_campaigns} campaigns created; {result.covers_written} cover images drawn."
+    )
+    click.echo("")
+    click.echo(f"Log in with any of these e-mails and the password: {DEMO_PASSWORD}")
+    width = max(len(u.email) for u in USERS)
+    for user in USERS:
+        click.echo(f"  {user.email:<{width}}  {user.what}")
