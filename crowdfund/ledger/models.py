@@ -1,0 +1,402 @@
+"""The ledger: double-entry accounts and transactions, chained by hashes.
+
+Double entry: every movement of money is a `LedgerTransaction` of two or more
+`LedgerEntry` rows, each a debit or a credit of a positive amount on one
+`LedgerAccount`; per currency the debits equal the credits, so money is never created or
+lost, only moved. Entries are never updated or deleted: a mistake is corrected by a
+reversing transaction that points at the original.
+
+Hash chain: transactions are numbered by `sequence`; each stores the hash of the one
+before it (`prev_hash`, 64 zeros for the first) and a SHA-256 over its own canonical
+content (`canonical_content`). Changing any past amount, account, key or time changes
+that hash and breaks every link after it, which `flask ledger verify` reports.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    event,
+    inspect,
+)
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+
+from crowdfund.errors import Conflict
+from crowdfund.extensions import db
+from crowdfund.models_base import UTCDateTime, enum_column, utcnow
+from crowdfund.money import Money
+
+GENESIS_HASH = "0" * 64
+
+
+class AccountType(enum.Enum):
+    """The accounting type; it decides which side increases the balance."""
+
+    ASSET = "asset"
+    LIABILITY = "liability"
+    REVENUE = "revenue"
+    EXPENSE = "expense"
+    EQUITY = "equity"
+
+    @property
+    def debit_normal(self) -> bool:
+        """Assets and expenses grow with debits; the others grow with credits."""
+        return self in (AccountType.ASSET, AccountType.EXPENSE)
+
+
+class AccountPurpose(enum.Enum):
+    """What an account is for. Each purpose has one accounting type."""
+
+    #: Money held for us at the payment processor.
+    GATEWAY_CLEARING = "gateway_clearing"
+    #: Backers' money for one campaign, held until settlement (owner: campaign).
+    CAMPAIGN_ESCROW = "campaign_escrow"
+    #: What the platform owes a user: refunds to balance, loan repayments (owner: user).
+    USER_WALLET = "user_wallet"
+    #: What the platform owes an organisation, released from escrow (owner: organisation).
+    ORG_PAYABLE = "org_payable"
+    #: What the platform owes a hospital or other provider against invoices (owner: provider).
+    PROVIDER_PAYABLE = "provider_payable"
+    #: The platform's fees.
+    PLATFORM_FEE_REVENUE = "platform_fee_revenue"
+    #: What the payment processor charges the platform.
+    PROCESSING_FEE_EXPENSE = "processing_fee_expense"
+    #: The platform's own capital (opening balances, write-offs).
+    PLATFORM_EQUITY = "platform_equity"
+
+    @property
+    def account_type(self) -> AccountType:
+        return PURPOSE_TYPES[self]
+
+    @property
+    def label(self) -> str:
+        return PURPOSE_LABELS[self]
+
+
+PURPOSE_TYPES: dict[AccountPurpose, AccountType] = {
+    AccountPurpose.GATEWAY_CLEARING: AccountType.ASSET,
+    AccountPurpose.CAMPAIGN_ESCROW: AccountType.LIABILITY,
+    AccountPurpose.USER_WALLET: AccountType.LIABILITY,
+    AccountPurpose.ORG_PAYABLE: AccountType.LIABILITY,
+    AccountPurpose.PROVIDER_PAYABLE: AccountType.LIABILITY,
+    AccountPurpose.PLATFORM_FEE_REVENUE: AccountType.REVENUE,
+    AccountPurpose.PROCESSING_FEE_EXPENSE: AccountType.EXPENSE,
+    AccountPurpose.PLATFORM_EQUITY: AccountType.EQUITY,
+}
+
+PURPOSE_LABELS: dict[AccountPurpose, str] = {
+    AccountPurpose.GATEWAY_CLEARING: "Held at the payment processor",
+    AccountPurpose.CAMPAIGN_ESCROW: "Campaign escrow",
+    AccountPurpose.USER_WALLET: "Backer balance",
+    AccountPurpose.ORG_PAYABLE: "Owed to the organisation",
+    AccountPurpose.PROVIDER_PAYABLE: "Owed to the provider",
+    AccountPurpose.PLATFORM_FEE_REVENUE: "Platform fee",
+    AccountPurpose.PROCESSING_FEE_EXPENSE: "Payment processing fee",
+    AccountPurpose.PLATFORM_EQUITY: "Platform capital",
+}
+
+#: Purposes whose balance may never go below zero: we can never owe less than nothing.
+NON_NEGATIVE_PURPOSES = frozenset(
+    {
+        AccountPurpose.CAMPAIGN_ESCROW,
+        AccountPurpose.USER_WALLET,
+        AccountPurpose.ORG_PAYABLE,
+        AccountPurpose.PROVIDER_PAYABLE,
+    }
+)
+
+
+class Side(enum.Enum):
+    DEBIT = "debit"
+    CREDIT = "credit"
+
+
+#: Labels for transaction kinds, as the public money trail shows them.
+KIND_LABELS: dict[str, str] = {
+    "charge": "Backer payment received",
+    "refund": "Refund to backer",
+    "payout": "Paid out",
+    "fee": "Fee",
+    "release": "Released from escrow",
+    "reversal": "Correction (reversal)",
+    "transfer": "Transfer",
+    "repayment": "Loan repayment",
+}
+
+
+# --- errors ---------------------------------------------------------------------------
+class LedgerError(Conflict):
+    """A posting the ledger refuses; nothing was written."""
+
+    code = "ledger_error"
+
+
+class UnbalancedTransaction(LedgerError):
+    code = "ledger_unbalanced"
+
+
+class InsufficientFunds(LedgerError):
+    code = "ledger_insufficient_funds"
+
+
+class IdempotencyConflict(LedgerError):
+    """The idempotency key was already used for a transaction with different content."""
+
+    code = "ledger_idempotency_conflict"
+
+
+class ImmutableLedgerError(RuntimeError):
+    """Code tried to update or delete a ledger entry or transaction: history is append-only."""
+
+
+# --- tables ---------------------------------------------------------------------------
+class LedgerAccount(db.Model):
+    """One account in one currency; unique by purpose + owner + currency (`code`)."""
+
+    __tablename__ = "ledger_accounts"
+    __table_args__ = (
+        CheckConstraint("NOT non_negative OR balance_amount >= 0", name="not_overdrawn"),
+        CheckConstraint("(owner_type IS NULL) = (owner_id IS NULL)", name="owner_complete"),
+        Index("ix_ledger_accounts_owner", "owner_type", "owner_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: "purpose:owner_type:owner_id:currency" (or "purpose:currency"): one account per code.
+    code: Mapped[str] = mapped_column(String(120), unique=True)
+    purpose: Mapped[AccountPurpose] = mapped_column(enum_column(AccountPurpose, "ledger_account_purpose"))
+    type: Mapped[AccountType] = mapped_column(enum_column(AccountType, "ledger_account_type"))
+    currency: Mapped[str] = mapped_column(String(3))
+    #: "campaign", "user", "organisation", "provider" — or None for the platform's own accounts.
+    owner_type: Mapped[str | None] = mapped_column(String(20))
+    owner_id: Mapped[int | None] = mapped_column(Integer)
+    #: When true, no transaction may leave the balance below zero.
+    non_negative: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: Running balance in minor units, on the account's normal side (debits minus credits for
+    #: assets and expenses, credits minus debits otherwise); updated with every entry, under a
+    #: row lock, in the same database transaction.
+    balance_amount: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: Number of entries on this account (with the balance, what the verifier checks).
+    entry_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    @staticmethod
+    def make_code(
+        purpose: AccountPurpose, currency: str, owner_type: str | None, owner_id: int | None
+    ) -> str:
+        if owner_type is None:
+            return f"{purpose.value}:{currency}"
+        return f"{purpose.value}:{owner_type}:{owner_id}:{currency}"
+
+    @property
+    def balance(self) -> Money:
+        return Money(self.balance_amount, self.currency)
+
+    @property
+    def label(self) -> str:
+        owner = f" #{self.owner_id}" if self.owner_id is not None else ""
+        return f"{self.purpose.label}{owner} ({self.currency})"
+
+    def signed_change(self, side: Side, amount: int) -> int:
+        """How an entry of `amount` on `side` changes this account's balance."""
+        grows = (side is Side.DEBIT) == self.type.debit_normal
+        return amount if grows else -amount
+
+    def __repr__(self) -> str:
+        return f"<LedgerAccount {self.id} {self.code} {self.balance_amount}>"
+
+
+class LedgerTransaction(db.Model):
+    """A balanced set of entries, posted once under its idempotency key, linked into the chain."""
+
+    __tablename__ = "ledger_transactions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: Position in the hash chain: 1, 2, 3, … with no gaps.
+    sequence: Mapped[int] = mapped_column(BigInteger, unique=True)
+    #: Idempotency key, e.g. "pledge:123:charge": posting it again returns this transaction.
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    #: charge, refund, payout, fee, release, reversal, transfer, repayment
+    kind: Mapped[str] = mapped_column(String(20), index=True)
+    #: For operators; the public pages show the kind and the amounts, never this text.
+    description: Mapped[str] = mapped_column(Text, default="")
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id"), index=True)
+    #: The transaction this one reverses (each can be reversed once).
+    reverses_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_transactions.id"), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: The previous transaction's hash (GENESIS_HASH for the first).
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    #: SHA-256 (hex) of canonical_content().
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+    entries: Mapped[list[LedgerEntry]] = relationship(
+        back_populates="transaction", order_by="LedgerEntry.id", lazy="selectin"
+    )
+    reverses: Mapped[LedgerTransaction | None] = relationship(remote_side=[id], foreign_keys=[reverses_id])
+
+    def canonical_content(self, entries: list[tuple[int, str, int, str]] | None = None) -> str:
+        """The exact text the hash is computed over (see `canonical_content`)."""
+        if entries is None:
+            entries = [(e.account_id, e.side.value, e.amount, e.currency) for e in self.entries]
+        return canonical_content(
+            sequence=self.sequence,
+            key=self.key,
+            created_at=self.created_at,
+            kind=self.kind,
+            description=self.description,
+            campaign_id=self.campaign_id,
+            reverses_id=self.reverses_id,
+            entries=entries,
+            prev_hash=self.prev_hash,
+        )
+
+    def compute_hash(self, entries: list[tuple[int, str, int, str]] | None = None) -> str:
+        return sha256_hex(self.canonical_content(entries))
+
+    def amounts(self) -> list[Money]:
+        """The amount moved, per currency (total debits, which equal total credits)."""
+        return [Money(amount, currency) for currency, amount in sorted(self.totals().items())]
+
+    def totals(self) -> dict[str, int]:
+        """Total debited per currency (equal to the total credited when it balances)."""
+        out: dict[str, int] = {}
+        for e in self.entries:
+            if e.side is Side.DEBIT:
+                out[e.currency] = out.get(e.currency, 0) + e.amount
+        return out
+
+    @property
+    def kind_label(self) -> str:
+        return KIND_LABELS.get(self.kind, self.kind.capitalize())
+
+    def __repr__(self) -> str:
+        return f"<LedgerTransaction {self.id} #{self.sequence} {self.key}>"
+
+
+class LedgerEntry(db.Model):
+    """One debit or credit of a positive amount on one account. Never updated, never deleted."""
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (CheckConstraint("amount > 0", name="amount_positive"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    transaction_id: Mapped[int] = mapped_column(ForeignKey("ledger_transactions.id"), index=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("ledger_accounts.id"), index=True)
+    side: Mapped[Side] = mapped_column(enum_column(Side, "ledger_side"))
+    #: Minor units, always positive; the side says which way it moves.
+    amount: Mapped[int] = mapped_column(BigInteger)
+    #: Always the account's currency.
+    currency: Mapped[str] = mapped_column(String(3))
+
+    transaction: Mapped[LedgerTransaction] = relationship(back_populates="entries")
+    account: Mapped[LedgerAccount] = relationship()
+
+    @property
+    def money(self) -> Money:
+        return Money(self.amount, self.currency)
+
+    def __repr__(self) -> str:
+        return f"<LedgerEntry {self.id} {self.side.value} {self.amount} {self.currency} on {self.account_id}>"
+
+
+class LedgerChainHead(db.Model):
+    """One row: the end of the hash chain. Locked FOR UPDATE to append, so the chain has one order."""
+
+    __tablename__ = "ledger_chain_head"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: Sequence of the last transaction (0 before the first).
+    sequence: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: Hash of the last transaction (GENESIS_HASH before the first).
+    head_hash: Mapped[str] = mapped_column(String(64), default=GENESIS_HASH)
+
+
+CHAIN_HEAD_ID = 1
+
+
+# --- hashing --------------------------------------------------------------------------
+def sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def format_timestamp(value: datetime) -> str:
+    """UTC, microseconds, 'Z': '2025-01-31T12:00:00.123456Z'."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def canonical_content(
+    *,
+    sequence: int,
+    key: str,
+    created_at: datetime,
+    kind: str,
+    description: str,
+    campaign_id: int | None,
+    reverses_id: int | None,
+    entries: list[tuple[int, str, int, str]],
+    prev_hash: str,
+) -> str:
+    """Compact JSON with sorted keys of everything a transaction says.
+
+    The free-text fields (key, description) enter as their SHA-256, so the public JSON can
+    publish every input of the hash without publishing the text; editing the text still
+    changes the hash. Entries are [account_id, side, amount, currency], sorted.
+    """
+    document = {
+        "sequence": sequence,
+        "key_sha256": sha256_hex(key),
+        "created_at": format_timestamp(created_at),
+        "kind": kind,
+        "description_sha256": sha256_hex(description or ""),
+        "campaign_id": campaign_id,
+        "reverses_id": reverses_id,
+        "entries": sorted([list(e) for e in entries]),
+        "prev_hash": prev_hash,
+    }
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+# --- append-only, enforced by the models (and by triggers on PostgreSQL) ---------------
+def _refuse_update(mapper, connection, target) -> None:
+    state = inspect(target)
+    for attr in mapper.column_attrs:
+        if state.attrs[attr.key].history.has_changes():
+            raise ImmutableLedgerError(
+                f"{type(target).__name__} {target.id} is append-only: correct it with a reversing transaction."
+            )
+
+
+def _refuse_delete(mapper, connection, target) -> None:
+    raise ImmutableLedgerError(
+        f"{type(target).__name__} {target.id} is append-only: correct it with a reversing transaction."
+    )
+
+
+for _model in (LedgerEntry, LedgerTransaction):
+    event.listen(_model, "before_update", _refuse_update)
+    event.listen(_model, "before_delete", _refuse_delete)
+
+
+@event.listens_for(Session, "before_flush")
+def _refuse_late_entries(session: Session, flush_context, instances) -> None:
+    """Entries are written with their transaction, never added to one already posted."""
+    for obj in session.new:
+        if isinstance(obj, LedgerEntry):
+            txn = obj.transaction
+            if (txn is not None and txn not in session.new) or (
+                txn is None and obj.transaction_id is not None
+            ):
+                raise ImmutableLedgerError(
+                    "Entries cannot be added to a posted ledger transaction: post a new transaction instead."
+                )

@@ -1,0 +1,724 @@
+"""Ledger use cases: find accounts, post and reverse transactions, read balances, verify.
+
+`post_transaction` is the only way money moves. It is exactly-once by idempotency key,
+refuses an unbalanced transaction or one that would overdraw a non-negative account
+(writing nothing), updates the stored balances under row locks and appends the
+transaction to the hash chain under the chain-head lock. It flushes and never commits:
+the calling service commits its whole use case once.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import selectinload
+
+from crowdfund.database import begin_write
+from crowdfund.extensions import db
+from crowdfund.ledger.models import (
+    CHAIN_HEAD_ID,
+    GENESIS_HASH,
+    NON_NEGATIVE_PURPOSES,
+    AccountPurpose,
+    IdempotencyConflict,
+    InsufficientFunds,
+    LedgerAccount,
+    LedgerChainHead,
+    LedgerEntry,
+    LedgerError,
+    LedgerTransaction,
+    Side,
+    UnbalancedTransaction,
+    canonical_content,
+    format_timestamp,
+    sha256_hex,
+)
+from crowdfund.models_base import utcnow
+from crowdfund.money import Money, MoneyError, get_currency
+
+__all__ = [
+    "AccountPurpose",
+    "IdempotencyConflict",
+    "InsufficientFunds",
+    "LedgerAccount",
+    "LedgerError",
+    "LedgerTransaction",
+    "Leg",
+    "UnbalancedTransaction",
+    "VerificationReport",
+    "account_balance",
+    "clearing_account",
+    "escrow_account",
+    "fee_revenue_account",
+    "find_account",
+    "find_transaction",
+    "get_account",
+    "org_payable_account",
+    "post_transaction",
+    "processing_fee_account",
+    "provider_payable_account",
+    "reverse_transaction",
+    "verify_ledger",
+    "wallet_account",
+]
+
+#: Transaction kinds other packages use.
+KINDS = frozenset({"charge", "refund", "payout", "fee", "release", "reversal", "transfer", "repayment"})
+
+
+# --- accounts -------------------------------------------------------------------------
+def _insert(model):
+    dialect = db.session.get_bind().dialect.name
+    return (pg_insert if dialect == "postgresql" else sqlite_insert)(model)
+
+
+def find_account(
+    purpose: AccountPurpose, currency: str, owner_type: str | None = None, owner_id: int | None = None
+) -> LedgerAccount | None:
+    """The account if it exists (read-only: never creates one)."""
+    code = LedgerAccount.make_code(purpose, currency.upper(), owner_type, owner_id)
+    return db.session.scalars(select(LedgerAccount).where(LedgerAccount.code == code)).one_or_none()
+
+
+def get_account(
+    purpose: AccountPurpose, currency: str, owner_type: str | None = None, owner_id: int | None = None
+) -> LedgerAccount:
+    """The account for purpose + owner + currency, created on first use (never duplicated).
+
+    Safe when two processes ask at once: the insert is INSERT … ON CONFLICT DO NOTHING
+    on the unique code, then the row is read back.
+    """
+    try:
+        currency = get_currency(currency).code
+    except MoneyError as exc:
+        raise LedgerError(str(exc), code="ledger_currency") from None
+    if (owner_type is None) != (owner_id is None):
+        raise LedgerError("An account owner needs both a type and an id.", code="ledger_owner")
+    code = LedgerAccount.make_code(purpose, currency, owner_type, owner_id)
+    account = db.session.scalars(select(LedgerAccount).where(LedgerAccount.code == code)).one_or_none()
+    if account is not None:
+        return account
+    db.session.execute(
+        _insert(LedgerAccount)
+        .values(
+            code=code,
+            purpose=purpose,
+            type=purpose.account_type,
+            currency=currency,
+            owner_type=owner_type,
+            owner_id=owner_id,
+            non_negative=purpose in NON_NEGATIVE_PURPOSES,
+            balance_amount=0,
+            entry_count=0,
+            created_at=utcnow(),
+        )
+        .on_conflict_do_nothing(index_elements=["code"])
+    )
+    return db.session.scalars(select(LedgerAccount).where(LedgerAccount.code == code)).one()
+
+
+def escrow_account(campaign) -> LedgerAccount:
+    """The campaign's escrow: backers' money for this campaign only, until settlement."""
+    return get_account(AccountPurpose.CAMPAIGN_ESCROW, campaign.currency, "campaign", campaign.id)
+
+
+def clearing_account(currency: str) -> LedgerAccount:
+    """Money held at the payment processor in `currency`."""
+    return get_account(AccountPurpose.GATEWAY_CLEARING, currency)
+
+
+def wallet_account(user_id: int, currency: str) -> LedgerAccount:
+    """What the platform owes a user (refunds to balance, loan repayments)."""
+    return get_account(AccountPurpose.USER_WALLET, currency, "user", user_id)
+
+
+def org_payable_account(organisation_id: int, currency: str) -> LedgerAccount:
+    """What the platform owes an organisation, waiting for payout."""
+    return get_account(AccountPurpose.ORG_PAYABLE, currency, "organisation", organisation_id)
+
+
+def provider_payable_account(provider_id: int, currency: str) -> LedgerAccount:
+    """What the platform owes a hospital or other provider."""
+    return get_account(AccountPurpose.PROVIDER_PAYABLE, currency, "provider", provider_id)
+
+
+def fee_revenue_account(currency: str) -> LedgerAccount:
+    return get_account(AccountPurpose.PLATFORM_FEE_REVENUE, currency)
+
+
+def processing_fee_account(currency: str) -> LedgerAccount:
+    return get_account(AccountPurpose.PROCESSING_FEE_EXPENSE, currency)
+
+
+def account_balance(account: LedgerAccount) -> Money:
+    """The account's stored running balance, read fresh from the database (no history scan)."""
+    amount = db.session.scalar(select(LedgerAccount.balance_amount).where(LedgerAccount.id == account.id))
+    return Money(int(amount or 0), account.currency)
+
+
+# --- posting --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Leg:
+    """One entry to post: a positive amount debited or credited on one account."""
+
+    account: LedgerAccount
+    amount: Money
+    side: Literal["debit", "credit"]
+
+    def __post_init__(self) -> None:
+        if self.side not in ("debit", "credit"):
+            raise LedgerError(f"A leg is a debit or a credit, not {self.side!r}.", code="ledger_side")
+        if not isinstance(self.amount, Money) or self.amount.amount <= 0:
+            raise LedgerError("Every ledger entry needs a positive amount.", code="ledger_amount")
+        if self.amount.currency != self.account.currency:
+            raise LedgerError(
+                f"A {self.amount.currency} amount cannot go on a {self.account.currency} account.",
+                code="ledger_currency",
+            )
+
+    @classmethod
+    def debit(cls, account: LedgerAccount, amount: Money) -> Leg:
+        return cls(account, amount, "debit")
+
+    @classmethod
+    def credit(cls, account: LedgerAccount, amount: Money) -> Leg:
+        return cls(account, amount, "credit")
+
+    def as_tuple(self) -> tuple[int, str, int, str]:
+        return (self.account.id, self.side, self.amount.amount, self.amount.currency)
+
+
+def _check_balanced(legs: Sequence[Leg]) -> None:
+    if len(legs) < 2:
+        raise UnbalancedTransaction("A ledger transaction needs at least two entries.")
+    net: dict[str, int] = defaultdict(int)
+    for leg in legs:
+        net[leg.amount.currency] += leg.amount.amount if leg.side == "debit" else -leg.amount.amount
+    for currency, diff in sorted(net.items()):
+        if diff:
+            raise UnbalancedTransaction(
+                f"The entries do not balance in {currency}: debits and credits differ by "
+                f"{Money(abs(diff), currency).format(with_code=True)}."
+            )
+
+
+def _ensure_writer() -> None:
+    """Start a write transaction (BEGIN IMMEDIATE on SQLite) unless the caller already has one."""
+    if not db.session().in_transaction():
+        begin_write()
+
+
+def _lock_chain_head() -> LedgerChainHead:
+    """Lock the chain head row (creating it once): appends to the chain happen one at a time."""
+    stmt = (
+        select(LedgerChainHead)
+        .where(LedgerChainHead.id == CHAIN_HEAD_ID)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    head = db.session.scalars(stmt).one_or_none()
+    if head is None:
+        db.session.execute(
+            _insert(LedgerChainHead)
+            .values(id=CHAIN_HEAD_ID, sequence=0, head_hash=GENESIS_HASH)
+            .on_conflict_do_nothing(index_elements=["id"])
+        )
+        head = db.session.scalars(stmt).one()
+    return head
+
+
+def _same_content(
+    txn: LedgerTransaction, legs: Sequence[Leg], kind: str, campaign_id: int | None, reverses_id: int | None
+) -> bool:
+    stored = sorted((e.account_id, e.side.value, e.amount, e.currency) for e in txn.entries)
+    wanted = sorted(leg.as_tuple() for leg in legs)
+    return (
+        stored == wanted
+        and txn.kind == kind
+        and txn.campaign_id == campaign_id
+        and txn.reverses_id == reverses_id
+    )
+
+
+def _replay(
+    key: str, legs: Sequence[Leg], kind: str, campaign_id: int | None, reverses_id: int | None
+) -> LedgerTransaction | None:
+    """The transaction already posted under `key`, if any; an error if its content differs."""
+    existing = find_transaction(key)
+    if existing is None:
+        return None
+    if not _same_content(existing, legs, kind, campaign_id, reverses_id):
+        raise IdempotencyConflict(
+            f"The ledger key {key!r} was already used for a different transaction (#{existing.sequence})."
+        )
+    return existing
+
+
+def find_transaction(key: str) -> LedgerTransaction | None:
+    """The transaction posted under idempotency key `key`, or None."""
+    return db.session.scalars(select(LedgerTransaction).where(LedgerTransaction.key == key)).one_or_none()
+
+
+def post_transaction(
+    key: str,
+    description: str,
+    legs: Sequence[Leg],
+    *,
+    campaign_id: int | None = None,
+    kind: str = "transfer",
+    reverses: LedgerTransaction | None = None,
+) -> LedgerTransaction:
+    """Post a balanced transaction exactly once under idempotency `key`; flush, don't commit.
+
+    The same key with the same legs, kind, campaign and reversed transaction returns the
+    first transaction and changes nothing; with different content it raises
+    IdempotencyConflict. An unbalanced set of legs raises UnbalancedTransaction; a
+    transaction that would take a non-negative account below zero raises
+    InsufficientFunds. In both cases nothing is written.
+
+    Call it inside the caller's use case, after `begin_write()` on SQLite and after
+    locking the caller's own rows; it takes the chain lock and then the accounts' row
+    locks in id order, held until the caller commits.
+    """
+    key = (key or "").strip()
+    if not key or len(key) > 200:
+        raise LedgerError(
+            "A ledger transaction needs an idempotency key of 1 to 200 characters.", code="ledger_key"
+        )
+    if kind not in KINDS:
+        raise LedgerError(f"Unknown ledger transaction kind {kind!r}.", code="ledger_kind")
+    legs = list(legs)
+    for leg in legs:
+        if leg.account.id is None:
+            raise LedgerError("Ledger accounts must come from get_account().", code="ledger_account")
+    _check_balanced(legs)
+    reverses_id = reverses.id if reverses is not None else None
+
+    _ensure_writer()
+    # A replay needs no chain lock: the first posting is committed and never changes.
+    existing = _replay(key, legs, kind, campaign_id, reverses_id)
+    if existing is not None:
+        return existing
+
+    head = _lock_chain_head()
+    # Under the chain lock: a concurrent posting of the same key has committed or rolled back.
+    existing = _replay(key, legs, kind, campaign_id, reverses_id)
+    if existing is not None:
+        return existing
+    if reverses_id is not None:
+        already = db.session.scalar(
+            select(LedgerTransaction.sequence).where(LedgerTransaction.reverses_id == reverses_id)
+        )
+        if already is not None:
+            raise LedgerError(
+                f"Transaction #{reverses.sequence} has already been reversed (by #{already}).",
+                code="ledger_already_reversed",
+            )
+
+    # Lock the accounts in id order (no deadlocks) and read their current balances.
+    account_ids = sorted({leg.account.id for leg in legs})
+    accounts = {
+        a.id: a
+        for a in db.session.scalars(
+            select(LedgerAccount)
+            .where(LedgerAccount.id.in_(account_ids))
+            .order_by(LedgerAccount.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    }
+    change: dict[int, int] = defaultdict(int)
+    for leg in legs:
+        change[leg.account.id] += accounts[leg.account.id].signed_change(Side(leg.side), leg.amount.amount)
+    for account_id in account_ids:
+        account = accounts[account_id]
+        after = account.balance_amount + change[account_id]
+        if account.non_negative and after < 0:
+            raise InsufficientFunds(
+                f"{account.label} holds {account.balance.format(with_code=True)}; this transaction would take "
+                f"it to {Money(after, account.currency).format(with_code=True)}."
+            )
+
+    txn = LedgerTransaction(
+        sequence=head.sequence + 1,
+        key=key,
+        kind=kind,
+        description=description or "",
+        campaign_id=campaign_id,
+        reverses_id=reverses_id,
+        created_at=utcnow(),
+        prev_hash=head.head_hash,
+    )
+    txn.hash = txn.compute_hash([leg.as_tuple() for leg in legs])
+    db.session.add(txn)
+    for leg in legs:
+        txn.entries.append(
+            LedgerEntry(
+                account_id=leg.account.id,
+                side=Side(leg.side),
+                amount=leg.amount.amount,
+                currency=leg.amount.currency,
+            )
+        )
+    for account_id in account_ids:
+        account = accounts[account_id]
+        account.balance_amount += change[account_id]
+        account.entry_count += sum(1 for leg in legs if leg.account.id == account_id)
+    head.sequence = txn.sequence
+    head.head_hash = txn.hash
+    db.session.flush()
+    return txn
+
+
+def reverse_transaction(original: LedgerTransaction, key: str, description: str) -> LedgerTransaction:
+    """Post the mirror image of `original` (every debit a credit and back), pointing at it.
+
+    Exactly once by `key`; a transaction can be reversed only once. Refused with
+    InsufficientFunds when the money has already moved on from a non-negative account.
+    """
+    legs = [
+        Leg(e.account, e.money, "credit" if e.side is Side.DEBIT else "debit")
+        for e in sorted(original.entries, key=lambda e: e.id)
+    ]
+    return post_transaction(
+        key, description, legs, campaign_id=original.campaign_id, kind="reversal", reverses=original
+    )
+
+
+def chain_head() -> tuple[int, str]:
+    """(sequence, hash) of the last transaction in the chain: (0, 64 zeros) when empty."""
+    row = db.session.execute(
+        select(LedgerChainHead.sequence, LedgerChainHead.head_hash).where(LedgerChainHead.id == CHAIN_HEAD_ID)
+    ).first()
+    return (int(row[0]), row[1]) if row else (0, GENESIS_HASH)
+
+
+# --- verification ---------------------------------------------------------------------
+@dataclass
+class VerificationReport:
+    """What `verify_ledger` found; `ok` is False when anything is wrong."""
+
+    transactions: int = 0
+    accounts: int = 0
+    #: currency -> (total debits, total credits) in minor units
+    totals: dict[str, tuple[int, int]] = field(default_factory=dict)
+    head_sequence: int = 0
+    head_hash: str = GENESIS_HASH
+    problems: list[str] = field(default_factory=list)
+    #: (sequence, id, key) of the first transaction found broken, if any
+    first_broken: tuple[int, int, str] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def _fail(self, message: str, txn: tuple[int, int, str] | None = None) -> None:
+        if txn is not None and self.first_broken is None:
+            self.first_broken = txn
+        if len(self.problems) < 50:
+            self.problems.append(message)
+
+
+def verify_ledger(batch_size: int = 1000) -> VerificationReport:
+    """Recompute the whole ledger from its entries and compare with what is stored.
+
+    Checks, in chain order: sequence numbers without gaps, each prev_hash equals the
+    previous hash, each hash equals the SHA-256 of the transaction's content, each
+    transaction has two or more positive entries in its accounts' currencies and balances
+    per currency. Then every stored account balance (and entry count) equals the sum of its
+    entries, no non-negative account is below zero, and the chain head row names the last
+    transaction. Reads in batches; holds no ORM objects.
+    """
+    report = VerificationReport()
+    session = db.session()
+    own_transaction = not session.in_transaction()
+    if own_transaction and session.get_bind().dialect.name == "postgresql":
+        # One snapshot for the whole check, so postings made meanwhile do not look like errors.
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+    try:
+        _verify_into(report, batch_size)
+    finally:
+        if own_transaction:
+            session.rollback()  # read-only: end the snapshot
+    return report
+
+
+def _verify_into(report: VerificationReport, batch_size: int) -> None:
+    accounts = {
+        row.id: row
+        for row in db.session.execute(
+            select(
+                LedgerAccount.id,
+                LedgerAccount.code,
+                LedgerAccount.type,
+                LedgerAccount.currency,
+                LedgerAccount.non_negative,
+                LedgerAccount.balance_amount,
+                LedgerAccount.entry_count,
+            )
+        )
+    }
+    report.accounts = len(accounts)
+    computed: dict[int, int] = defaultdict(int)
+    counted: dict[int, int] = defaultdict(int)
+    debits: dict[str, int] = defaultdict(int)
+    credits: dict[str, int] = defaultdict(int)
+    prev_hash, expected_sequence, last_sequence = GENESIS_HASH, 1, 0
+
+    while True:
+        txns = db.session.execute(
+            select(LedgerTransaction.__table__)
+            .where(LedgerTransaction.sequence > last_sequence)
+            .order_by(LedgerTransaction.sequence)
+            .limit(batch_size)
+        ).all()
+        if not txns:
+            break
+        entries: dict[int, list] = defaultdict(list)
+        for e in db.session.execute(
+            select(LedgerEntry.__table__)
+            .where(LedgerEntry.transaction_id.in_([t.id for t in txns]))
+            .order_by(LedgerEntry.id)
+        ):
+            entries[e.transaction_id].append(e)
+        for t in txns:
+            ident = (t.sequence, t.id, t.key)
+            name = f"transaction #{t.sequence} (id {t.id}, key {t.key!r})"
+            report.transactions += 1
+            if t.sequence != expected_sequence:
+                report._fail(f"{name}: expected sequence {expected_sequence}; the chain has a gap.", ident)
+            if t.prev_hash != prev_hash:
+                report._fail(f"{name}: prev_hash does not match the previous transaction's hash.", ident)
+            legs = entries[t.id]
+            tuples = [(e.account_id, Side(e.side).value, int(e.amount), e.currency) for e in legs]
+            recomputed = sha256_hex(
+                canonical_content(
+                    sequence=t.sequence,
+                    key=t.key,
+                    created_at=t.created_at,
+                    kind=t.kind,
+                    description=t.description,
+                    campaign_id=t.campaign_id,
+                    reverses_id=t.reverses_id,
+                    entries=tuples,
+                    prev_hash=t.prev_hash,
+                )
+            )
+            if recomputed != t.hash:
+                report._fail(
+                    f"{name}: its hash does not match its content (an entry or field was changed).", ident
+                )
+            if len(legs) < 2:
+                report._fail(f"{name}: has {len(legs)} entries; a transaction needs at least two.", ident)
+            net: dict[str, int] = defaultdict(int)
+            for e in legs:
+                side, amount = Side(e.side), int(e.amount)
+                account = accounts.get(e.account_id)
+                if amount <= 0:
+                    report._fail(f"{name}: entry {e.id} has a non-positive amount {amount}.", ident)
+                if account is None or account.currency != e.currency:
+                    report._fail(f"{name}: entry {e.id} is not in its account's currency.", ident)
+                    continue
+                net[e.currency] += amount if side is Side.DEBIT else -amount
+                (debits if side is Side.DEBIT else credits)[e.currency] += amount
+                grows = (side is Side.DEBIT) == account.type.debit_normal
+                computed[e.account_id] += amount if grows else -amount
+                counted[e.account_id] += 1
+            for currency, diff in sorted(net.items()):
+                if diff:
+                    report._fail(
+                        f"{name}: does not balance in {currency} (off by {diff} minor units).", ident
+                    )
+            prev_hash, expected_sequence, last_sequence = t.hash, t.sequence + 1, t.sequence
+
+    for account_id, account in sorted(accounts.items()):
+        if account.balance_amount != computed[account_id] or account.entry_count != counted[account_id]:
+            report._fail(
+                f"account {account.code} (id {account_id}): stored balance {account.balance_amount} "
+                f"({account.entry_count} entries) but its entries sum to {computed[account_id]} "
+                f"({counted[account_id]} entries)."
+            )
+        if account.non_negative and account.balance_amount < 0:
+            report._fail(f"account {account.code} (id {account_id}) is below zero: {account.balance_amount}.")
+
+    head_sequence, head_hash = chain_head()
+    if (head_sequence, head_hash) != (last_sequence, prev_hash):
+        report._fail(
+            f"the chain head says #{head_sequence} {head_hash[:12]}… but the last transaction is "
+            f"#{last_sequence} {prev_hash[:12]}…"
+        )
+    report.head_sequence, report.head_hash = last_sequence, prev_hash
+    report.totals = {c: (debits[c], credits[c]) for c in sorted(set(debits) | set(credits))}
+    for currency, (d, c) in report.totals.items():
+        if d != c:
+            report._fail(f"total debits and credits differ in {currency}: {d} against {c}.")
+
+
+def count_transactions() -> int:
+    return db.session.scalar(select(func.count()).select_from(LedgerTransaction)) or 0
+
+
+# --- the public money trail -----------------------------------------------------------
+@dataclass
+class MoneyTrail:
+    """A campaign's money as the ledger records it; everything in the campaign's currency."""
+
+    currency: str
+    money_in: Money
+    refunded: Money
+    fees: Money
+    paid_out: Money
+    #: Net effect of reversals and other corrections on the escrow, so the figures add up.
+    corrections: Money
+    held_in_escrow: Money
+    escrow_account_id: int | None
+    transactions: list[LedgerTransaction]
+    total_transactions: int
+    page: int
+    per_page: int
+    head_sequence: int
+    head_hash: str
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total_transactions // self.per_page))
+
+
+_PAYABLE_PURPOSES = (AccountPurpose.ORG_PAYABLE, AccountPurpose.PROVIDER_PAYABLE)
+
+
+def campaign_money_trail(campaign, page: int = 1, per_page: int = 50) -> MoneyTrail:
+    """The figures and one page of transactions for a campaign's public money trail.
+
+    Figures come from one grouped query over the campaign's entries plus the escrow's
+    stored balance; the list is paginated, so the number of queries does not grow with the
+    number of transactions.
+    """
+    currency = campaign.currency
+    escrow = find_account(AccountPurpose.CAMPAIGN_ESCROW, currency, "campaign", campaign.id)
+    rows = db.session.execute(
+        select(
+            LedgerTransaction.kind,
+            LedgerAccount.purpose,
+            LedgerAccount.id,
+            LedgerEntry.side,
+            func.sum(LedgerEntry.amount),
+        )
+        .join(LedgerEntry, LedgerEntry.transaction_id == LedgerTransaction.id)
+        .join(LedgerAccount, LedgerAccount.id == LedgerEntry.account_id)
+        .where(LedgerTransaction.campaign_id == campaign.id, LedgerEntry.currency == currency)
+        .group_by(LedgerTransaction.kind, LedgerAccount.purpose, LedgerAccount.id, LedgerEntry.side)
+    ).all()
+    money_in = refunded = fees = paid_out = 0
+    for kind, purpose, account_id, side, total in rows:
+        total = int(total or 0)
+        on_escrow = escrow is not None and account_id == escrow.id
+        if on_escrow and kind == "charge" and side is Side.CREDIT:
+            money_in += total
+        elif on_escrow and kind == "refund" and side is Side.DEBIT:
+            refunded += total
+        elif purpose is AccountPurpose.PLATFORM_FEE_REVENUE:
+            fees += total if side is Side.CREDIT else -total
+        elif purpose in _PAYABLE_PURPOSES and side is Side.CREDIT:
+            paid_out += total
+        elif purpose in _PAYABLE_PURPOSES and kind == "reversal":
+            paid_out -= total
+    held = escrow.balance_amount if escrow is not None else 0
+    corrections = held - (money_in - refunded - fees - paid_out)
+
+    page = max(1, page)
+    total_transactions = (
+        db.session.scalar(
+            select(func.count())
+            .select_from(LedgerTransaction)
+            .where(LedgerTransaction.campaign_id == campaign.id)
+        )
+        or 0
+    )
+    transactions = list(
+        db.session.scalars(
+            select(LedgerTransaction)
+            .where(LedgerTransaction.campaign_id == campaign.id)
+            .order_by(LedgerTransaction.sequence.desc())
+            .limit(per_page)
+            .offset((page - 1) * per_page)
+            .options(
+                selectinload(LedgerTransaction.entries).selectinload(LedgerEntry.account),
+                selectinload(LedgerTransaction.reverses),
+            )
+        )
+    )
+    head_sequence, head_hash = chain_head()
+    return MoneyTrail(
+        currency=currency,
+        money_in=Money(money_in, currency),
+        refunded=Money(refunded, currency),
+        fees=Money(fees, currency),
+        paid_out=Money(paid_out, currency),
+        corrections=Money(corrections, currency),
+        held_in_escrow=Money(held, currency),
+        escrow_account_id=escrow.id if escrow is not None else None,
+        transactions=transactions,
+        total_transactions=total_transactions,
+        page=page,
+        per_page=per_page,
+        head_sequence=head_sequence,
+        head_hash=head_hash,
+    )
+
+
+def public_account_label(account: LedgerAccount) -> str:
+    """How the public pages name an account: users' accounts never show whose they are."""
+    if account.owner_type in ("campaign", "organisation", "provider"):
+        return f"{account.purpose.label} #{account.owner_id}"
+    return account.purpose.label
+
+
+def public_transaction(txn: LedgerTransaction) -> dict:
+    """A transaction as the public JSON shows it: every input of its hash, no private text.
+
+    Key and description appear only as their SHA-256 (as they enter the hash), so a reader
+    can recompute `hash` from these fields without learning who paid.
+    """
+    return {
+        "sequence": txn.sequence,
+        "kind": txn.kind,
+        "label": txn.kind_label,
+        "created_at": format_timestamp(txn.created_at),
+        "campaign_id": txn.campaign_id,
+        "reverses_id": txn.reverses_id,
+        "reverses_sequence": txn.reverses.sequence if txn.reverses_id is not None else None,
+        "id": txn.id,
+        "key_sha256": sha256_hex(txn.key),
+        "description_sha256": sha256_hex(txn.description or ""),
+        "entries": [
+            {
+                "account_id": e.account_id,
+                "account": public_account_label(e.account),
+                "side": e.side.value,
+                "amount": e.amount,
+                "currency": e.currency,
+                "formatted": e.money.format(with_code=True),
+            }
+            for e in sorted(txn.entries, key=lambda e: (e.account_id, e.side.value, e.amount, e.currency))
+        ],
+        "prev_hash": txn.prev_hash,
+        "hash": txn.hash,
+    }
+
+
+def chain_page(after: int = 0, limit: int = 500) -> list[dict]:
+    """(sequence, prev_hash, hash) of up to `limit` transactions after sequence `after`."""
+    rows = db.session.execute(
+        select(LedgerTransaction.sequence, LedgerTransaction.prev_hash, LedgerTransaction.hash)
+        .where(LedgerTransaction.sequence > after)
+        .order_by(LedgerTransaction.sequence)
+        .limit(limit)
+    ).all()
+    return [{"sequence": s, "prev_hash": p, "hash": h} for s, p, h in rows]

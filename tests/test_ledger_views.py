@@ -1,0 +1,283 @@
+"""The public money trail (HTML and JSON), the chain JSON, operator pages and `flask ledger verify`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+from sqlalchemy import event
+
+from crowdfund.accounts.models import Role
+from crowdfund.campaigns.models import CampaignState
+from crowdfund.ledger import service, views
+from crowdfund.ledger.models import LedgerError, canonical_content
+from crowdfund.ledger.service import Leg
+from crowdfund.money import Money
+from tests.factories import login, make_campaign, make_user
+from tests.ledger_factories import charge, release, transfer
+from tests.test_ledger import tamper
+
+
+def refund_to_wallet(campaign, user_id: int, amount: int):
+    """Escrow -> the backer's wallet (a refund to balance)."""
+    return transfer(
+        service.escrow_account(campaign),
+        service.wallet_account(user_id, campaign.currency),
+        amount,
+        kind="refund",
+        campaign_id=campaign.id,
+    )
+
+
+def funded_campaign():
+    """A campaign with two charges, a refund to a wallet and a release with a fee."""
+    backer = make_user(name="Zhang Secretname", email="zhang.secret@example.org")
+    campaign = make_campaign(title="Portable ECG")
+    charge(campaign, 10_000, key=f"pledge:{backer.id}:charge")
+    charge(campaign, 5_000)
+    refund_to_wallet(campaign, backer.id, 2_000)
+    release(campaign, 8_000, fee=400)
+    return campaign, backer
+
+
+# --- public money trail ---------------------------------------------------------------
+def test_the_money_trail_shows_figures_transactions_and_the_head_hash(client, db):
+    campaign, backer = funded_campaign()
+    response = client.get(f"/campaigns/{campaign.slug}/money-trail")
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    figure = {
+        "money_in": "¥150.00",
+        "refunded": "¥20.00",
+        "fees": "¥4.00",
+        "paid_out": "¥76.00",
+        "held_in_escrow": "¥50.00",
+        "corrections": "¥0.00",
+    }
+    for name, value in figure.items():
+        assert f'data-figure="{name}">{value}<' in page
+    assert service.chain_head()[1] in page
+    assert "ledger verify" in page
+    assert "Backer balance" in page
+    # Never who paid: no names, e-mails, keys or descriptions on the public page.
+    for private in ("Zhang", "zhang.secret", f"pledge:{backer.id}", "charge of 10000", f"user:{backer.id}"):
+        assert private not in page
+
+
+def test_the_json_trail_lets_anyone_recompute_each_hash(client, db):
+    campaign, backer = funded_campaign()
+    body = client.get(f"/campaigns/{campaign.slug}/money-trail.json").get_json()
+    assert body["figures"]["money_in"]["amount"] == 15_000
+    assert body["figures"]["held_in_escrow"]["amount"] == 5_000
+    assert body["figures"]["paid_out"]["amount"] == 7_600
+    assert body["figures"]["fees"]["amount"] == 400
+    assert body["figures"]["refunded"]["amount"] == 2_000
+    assert body["pagination"]["total"] == 4
+    assert body["chain"]["head_hash"] == service.chain_head()[1]
+    assert [t["sequence"] for t in body["transactions"]] == [4, 3, 2, 1]
+    for t in body["transactions"]:
+        document = {
+            "sequence": t["sequence"],
+            "key_sha256": t["key_sha256"],
+            "created_at": t["created_at"],
+            "kind": t["kind"],
+            "description_sha256": t["description_sha256"],
+            "campaign_id": t["campaign_id"],
+            "reverses_id": t["reverses_id"],
+            "entries": sorted([e["account_id"], e["side"], e["amount"], e["currency"]] for e in t["entries"]),
+            "prev_hash": t["prev_hash"],
+        }
+        text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+        assert hashlib.sha256(text.encode()).hexdigest() == t["hash"]
+    raw = json.dumps(body)
+    assert "Zhang" not in raw and f"pledge:{backer.id}" not in raw
+
+
+def test_canonical_content_matches_the_published_recipe(db):
+    txn = charge(make_campaign(), 100)
+    document = json.loads(txn.canonical_content())
+    assert sorted(document) == sorted(
+        [
+            "sequence",
+            "key_sha256",
+            "created_at",
+            "kind",
+            "description_sha256",
+            "campaign_id",
+            "reverses_id",
+            "entries",
+            "prev_hash",
+        ]
+    )
+    assert (
+        canonical_content(
+            sequence=1,
+            key="k",
+            created_at=txn.created_at,
+            kind="charge",
+            description="",
+            campaign_id=None,
+            reverses_id=None,
+            entries=[(2, "credit", 1, "CNY"), (1, "debit", 1, "CNY")],
+            prev_hash="0" * 64,
+        ).count('"entries":[[1,"debit",1,"CNY"],[2,"credit",1,"CNY"]]')
+        == 1
+    )
+
+
+def test_a_campaign_without_money_has_an_empty_trail(client, db):
+    campaign = make_campaign(state=CampaignState.SUCCEEDED)
+    assert "No money has moved" in client.get(f"/campaigns/{campaign.slug}/money-trail").get_data(
+        as_text=True
+    )
+    body = client.get(f"/campaigns/{campaign.slug}/money-trail.json").get_json()
+    assert body["transactions"] == [] and body["figures"]["held_in_escrow"]["amount"] == 0
+
+
+@pytest.mark.parametrize("state", [CampaignState.DRAFT, CampaignState.SUBMITTED, CampaignState.REJECTED])
+def test_campaigns_the_public_cannot_see_have_no_trail(client, db, state):
+    campaign = make_campaign(state=state)
+    assert client.get(f"/campaigns/{campaign.slug}/money-trail").status_code == 404
+    assert client.get(f"/campaigns/{campaign.slug}/money-trail.json").status_code == 404
+    assert client.get("/campaigns/no-such-campaign/money-trail").status_code == 404
+
+
+def test_reversals_show_as_corrections_and_the_figures_still_add_up(client, db):
+    campaign = make_campaign()
+    first = charge(campaign, 3_000)
+    charge(campaign, 1_000)
+    service.reverse_transaction(first, "fix:1", "duplicate charge")
+    db.session.commit()
+    figures = client.get(f"/campaigns/{campaign.slug}/money-trail.json").get_json()["figures"]
+    assert figures["money_in"]["amount"] == 4_000
+    assert figures["corrections"]["amount"] == -3_000
+    assert figures["held_in_escrow"]["amount"] == 1_000
+
+
+def test_the_trail_is_paginated_and_its_query_count_does_not_grow(client, db, monkeypatch):
+    monkeypatch.setattr(views, "TRAIL_PER_PAGE", 3)
+    campaign = make_campaign()
+
+    def queries_for(url: str) -> int:
+        statements: list[str] = []
+
+        def count(conn, cursor, statement, *args):
+            statements.append(statement)
+
+        event.listen(db.engine, "before_cursor_execute", count)
+        try:
+            assert client.get(url).status_code == 200
+        finally:
+            event.remove(db.engine, "before_cursor_execute", count)
+        return len([s for s in statements if s.lstrip().upper().startswith("SELECT")])
+
+    for _ in range(3):
+        charge(campaign, 100)
+    few = queries_for(f"/campaigns/{campaign.slug}/money-trail")
+    for _ in range(9):
+        charge(campaign, 100)
+    many = queries_for(f"/campaigns/{campaign.slug}/money-trail")
+    assert many == few
+    body = client.get(f"/campaigns/{campaign.slug}/money-trail.json?page=2").get_json()
+    assert body["pagination"] == {"page": 2, "per_page": 3, "pages": 4, "total": 12}
+    assert [t["sequence"] for t in body["transactions"]] == [9, 8, 7]
+    assert client.get(f"/campaigns/{campaign.slug}/money-trail?page=abc").status_code == 200
+
+
+def test_the_chain_json_lists_every_link(client, db):
+    campaign = make_campaign()
+    txns = [charge(campaign, 100 + i) for i in range(3)]
+    body = client.get("/ledger/chain.json").get_json()
+    assert [link["hash"] for link in body["links"]] == [t.hash for t in txns]
+    assert body["links"][1]["prev_hash"] == body["links"][0]["hash"]
+    assert body["head_hash"] == txns[-1].hash
+    assert client.get("/ledger/chain.json?after=2").get_json()["links"][0]["sequence"] == 3
+
+
+def test_the_money_trail_link_partial_points_at_the_trail(app, db):
+    campaign = make_campaign()
+    with app.test_request_context():
+        html = app.jinja_env.get_template("ledger/_money_trail_link.html").render(campaign=campaign)
+    assert f"/campaigns/{campaign.slug}/money-trail" in html and "Money trail" in html
+
+
+# --- operators ------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "url", ["/operator/ledger", "/operator/ledger/transactions", "/operator/ledger/transactions/1"]
+)
+def test_operator_pages_are_for_operators(client, db, url):
+    charge(make_campaign(), 100)
+    assert client.get(url).status_code in (302, 401)
+    login(client, make_user())
+    assert client.get(url).status_code == 403
+
+
+def test_operators_see_accounts_transactions_and_can_search_by_key(client, db):
+    campaign, backer = funded_campaign()
+    login(client, make_user(role=Role.OPERATOR))
+
+    page = client.get("/operator/ledger").get_data(as_text=True)
+    escrow = service.escrow_account(campaign)
+    assert escrow.code in page and "CNY 50.00" in page
+
+    page = client.get("/operator/ledger?purpose=campaign_escrow").get_data(as_text=True)
+    assert escrow.code in page and "gateway_clearing:CNY" not in page
+    assert client.get("/operator/ledger?purpose=nonsense").status_code == 404
+
+    key = f"pledge:{backer.id}:charge"
+    response = client.get("/operator/ledger", query_string={"key": key})
+    txn = service.find_transaction(key)
+    assert response.status_code == 302 and response.location.endswith(
+        f"/operator/ledger/transactions/{txn.id}"
+    )
+
+    detail = client.get(f"/operator/ledger/transactions/{txn.id}").get_data(as_text=True)
+    assert key in detail and txn.hash in detail and "matches its content" in detail
+    assert "CNY 100.00" in detail
+
+    missing = client.get("/operator/ledger", query_string={"key": "nope:1"}, follow_redirects=True)
+    assert "No ledger transaction has the key" in missing.get_data(as_text=True)
+    for bad in ("x" * 300, "a\x00b", " "):
+        assert client.get("/operator/ledger", query_string={"key": bad}).status_code == 200
+    assert client.get("/campaigns/a%00b/money-trail").status_code == 404
+    assert client.get("/ledger/chain.json?after=99999999999999999999999").status_code == 200
+    assert (
+        client.get(f"/campaigns/{campaign.slug}/money-trail.json?page=99999999999999999999").status_code
+        == 200
+    )
+    assert client.get("/operator/ledger/transactions/99999").status_code == 404
+
+    listing = client.get("/operator/ledger/transactions").get_data(as_text=True)
+    assert key in listing
+    account_page = client.get(f"/operator/ledger/accounts/{escrow.id}").get_data(as_text=True)
+    assert escrow.code in account_page and key in account_page
+
+
+# --- the verifier on the command line -------------------------------------------------
+def test_flask_ledger_verify_prints_a_summary_and_exits_zero(app, db):
+    campaign, _ = funded_campaign()
+    result = app.test_cli_runner().invoke(args=["ledger", "verify"])
+    assert result.exit_code == 0, result.output
+    assert "transactions: 4" in result.output
+    assert "CNY: debits" in result.output
+    assert service.chain_head()[1] in result.output
+    assert "OK" in result.output
+
+
+def test_flask_ledger_verify_fails_and_names_the_edited_transaction(app, db):
+    campaign = make_campaign()
+    charge(campaign, 1_000)
+    victim = charge(campaign, 2_000, key="pledge:42:charge")
+    entry_id = victim.entries[0].id
+    tamper(db, "UPDATE ledger_entries SET amount = 1 WHERE id = :id", id=entry_id)
+    result = app.test_cli_runner().invoke(args=["ledger", "verify"])
+    assert result.exit_code == 1
+    assert "FAILED at transaction #2" in result.output
+    assert "pledge:42:charge" in result.output
+
+
+def test_posted_money_is_money(db):
+    with pytest.raises(LedgerError, match="positive amount"):  # a bare int is not Money
+        Leg.debit(service.clearing_account("CNY"), 100)  # type: ignore[arg-type]
+    assert Leg.debit(service.clearing_account("CNY"), Money(1, "CNY")).side == "debit"
