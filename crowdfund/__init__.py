@@ -24,13 +24,13 @@ def create_app(config: type[Config] | dict | None = None) -> Flask:
     from crowdfund import database, extensions, models  # noqa: F401  (models: full metadata)
     from crowdfund.web import register_blueprints, register_cli, register_template_helpers
 
+    database.configure_sqlite(app)
     extensions.db.init_app(app)
     extensions.migrate.init_app(app, extensions.db, directory=str(BASE_DIR / "migrations"))
     extensions.login_manager.init_app(app)
     extensions.csrf.init_app(app)
     extensions.limiter.init_app(app)
     extensions.bootstrap.init_app(app)
-    database.configure_engine_events(app)
 
     register_blueprints(app)
     register_template_helpers(app)

@@ -58,9 +58,41 @@ class Config:
     STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET")
     #: Point the stripe library elsewhere (the test suite points it at localstripe).
     STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE")
+    #: Webhook events signed longer ago than this (seconds) are refused.
+    STRIPE_WEBHOOK_TOLERANCE = int(os.environ.get("STRIPE_WEBHOOK_TOLERANCE", 300))
+    #: Stripe.js, loaded only on the Stripe "add a card" page (localstripe serves a stand-in).
+    STRIPE_JS_URL = os.environ.get("STRIPE_JS_URL", "https://js.stripe.com/v3/")
+    #: Seconds one process may spend on a gateway call before another may retry the operation.
+    PAYMENT_CALL_LEASE_SECONDS = int(os.environ.get("PAYMENT_CALL_LEASE_SECONDS", 120))
     #: Platform fee in basis points of what a campaign collects.
     PLATFORM_FEE_BP = int(os.environ.get("PLATFORM_FEE_BP", 500))
     CAMPAIGNS_PER_PAGE = 12
+    #: Pledging (engine): smallest donation and "no reward" pledge, in major units of the campaign's currency.
+    DONATION_MINIMUM = int(os.environ.get("DONATION_MINIMUM", 1))
+    NO_REWARD_MINIMUM = int(os.environ.get("NO_REWARD_MINIMUM", 1))
+    #: Largest single pledge in major units: anything above is refused as a typing mistake.
+    PLEDGE_MAXIMUM = int(os.environ.get("PLEDGE_MAXIMUM", 10_000_000))
+    #: Most units of one reward tier in one pledge.
+    REWARD_MAX_QUANTITY = int(os.environ.get("REWARD_MAX_QUANTITY", 100))
+    #: 12-month investment limit for non-accredited investors (Reg CF by default), in USD:
+    #: the greater of FLOOR or LOW_BP of the greater of income and net worth when either is
+    #: under THRESHOLD, else HIGH_BP of it; never more than CAP.
+    INVESTMENT_LIMIT_FLOOR_USD = int(os.environ.get("INVESTMENT_LIMIT_FLOOR_USD", 2_500))
+    INVESTMENT_LIMIT_THRESHOLD_USD = int(os.environ.get("INVESTMENT_LIMIT_THRESHOLD_USD", 124_000))
+    INVESTMENT_LIMIT_CAP_USD = int(os.environ.get("INVESTMENT_LIMIT_CAP_USD", 124_000))
+    INVESTMENT_LIMIT_LOW_BP = int(os.environ.get("INVESTMENT_LIMIT_LOW_BP", 500))
+    INVESTMENT_LIMIT_HIGH_BP = int(os.environ.get("INVESTMENT_LIMIT_HIGH_BP", 1_000))
+    INVESTMENT_LIMIT_WINDOW_DAYS = int(os.environ.get("INVESTMENT_LIMIT_WINDOW_DAYS", 365))
+    #: Fixed rates (US dollars per one major unit) used only for the investment limit, to
+    #: count commitments in other currencies than the investor's profile currency.
+    INVESTMENT_LIMIT_FX = {"USD": "1", "CNY": "0.14", "EUR": "1.08", "GBP": "1.27", "HKD": "0.128", "JPY": "0.0067"}
+    #: An equity campaign that reaches its maximum closes early, but not before this many days live.
+    EQUITY_EARLY_CLOSE_DAYS = int(os.environ.get("EQUITY_EARLY_CLOSE_DAYS", 21))
+    #: Largest goal of a patient-aid donation campaign: "<CURRENCY> <amount>"; such campaigns
+    #: raise money in this currency.
+    PATIENT_AID_CAP = os.environ.get("PATIENT_AID_CAP", "CNY 500000")
+    #: Largest cover image accepted (bytes); the whole request is capped by MAX_CONTENT_LENGTH.
+    COVER_MAX_BYTES = int(os.environ.get("COVER_MAX_BYTES", 5 * 1024 * 1024))
 
 
 class DevelopmentConfig(Config):

@@ -8,6 +8,7 @@ transaction with BEGIN IMMEDIATE instead (see `begin_write`).
 
 from __future__ import annotations
 
+import sqlite3
 from flask import Flask
 from sqlalchemy import event, select
 from sqlalchemy.engine import Engine
@@ -25,31 +26,35 @@ def is_postgres() -> bool:
     return db.engine.dialect.name == "postgresql"
 
 
-def configure_engine_events(app: Flask) -> None:
-    """Install the per-connection pragmas for SQLite."""
-    uri = app.config["SQLALCHEMY_DATABASE_URI"]
-    if not uri.startswith("sqlite"):
+def configure_sqlite(app: Flask) -> None:
+    """Engine options for SQLite; call before `db.init_app` (which builds the engine)."""
+    if not app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         return
-    options = app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
-    connect_args = options.setdefault("connect_args", {})
+    # Copies: the dicts may come from a Config class shared by other apps.
+    options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
+    connect_args = dict(options.get("connect_args") or {})
     connect_args.setdefault("timeout", SQLITE_BUSY_TIMEOUT_MS / 1000)
-    # We issue BEGIN ourselves so that BEGIN IMMEDIATE is possible.
+    # The driver must not open transactions itself: `_sqlite_begin` issues BEGIN, so
+    # that BEGIN IMMEDIATE is possible.
     connect_args.setdefault("isolation_level", None)
+    options["connect_args"] = connect_args
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
 
-    with app.app_context():
-        engine = db.engine
 
-    @event.listens_for(engine, "connect")
-    def _sqlite_pragmas(dbapi_conn, _record):
-        cur = dbapi_conn.cursor()
-        if uri not in ("sqlite://", "sqlite:///:memory:"):
-            cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.close()
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_conn, _record):
+    if not isinstance(dbapi_conn, sqlite3.Connection):
+        return
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")  # ignored (stays "memory") for in-memory databases
+    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
 
-    @event.listens_for(engine, "begin")
-    def _sqlite_begin(conn):
+
+@event.listens_for(Engine, "begin")
+def _sqlite_begin(conn):
+    if conn.dialect.name == "sqlite":
         mode = conn.get_execution_options().get("sqlite_begin", "")
         conn.exec_driver_sql(f"BEGIN {mode}".strip())
 

@@ -18,6 +18,20 @@ def register_blueprints(app: Flask) -> None:
 
     for bp in (public_bp, accounts_bp, campaigns_bp, review_bp):
         app.register_blueprint(bp)
+    from crowdfund.ledger.views import bp as ledger_bp
+
+    app.register_blueprint(ledger_bp)
+    from crowdfund.engine.views import bp as engine_bp
+
+    app.register_blueprint(engine_bp)
+    from crowdfund.api.views import bp as api_bp
+    from crowdfund.api.views_tokens import bp as tokens_bp
+
+    app.register_blueprint(api_bp)
+    app.register_blueprint(tokens_bp)
+    from crowdfund.payments.views import bp as payments_bp
+
+    app.register_blueprint(payments_bp)
     register_error_pages(app)
 
 
@@ -83,7 +97,15 @@ def register_template_helpers(app: Flask) -> None:
 
 def register_cli(app: Flask) -> None:
     from crowdfund.accounts.cli import users_cli
+    from crowdfund.campaigns.cli import campaigns_cli
     from crowdfund.web.demo import demo_cli
 
     app.cli.add_command(users_cli)
+    app.cli.add_command(campaigns_cli)
     app.cli.add_command(demo_cli)
+    from crowdfund.ledger.cli import ledger_cli
+
+    app.cli.add_command(ledger_cli)
+    from crowdfund.payments.cli import payments_cli
+
+    app.cli.add_command(payments_cli)
