@@ -310,8 +310,9 @@ def test_patient_aid_page_shows_patient_hospital_and_diagnosis(client):
     terms.diagnosis_summary = "Acute lymphoblastic leukaemia"
     db.session.commit()
     html = page_text(client.get("/campaigns/aid"))
+    assert "Chen Xiaoyu" not in html  # the public sees a shortened name only
     for text in (
-        "Chen Xiaoyu",
+        "Chen X.",
         "Children&#39;s Hospital",
         "Acute lymphoblastic leukaemia",
         "straight to the hospital",
@@ -433,3 +434,12 @@ def test_campaign_card_uses_the_cover_or_a_placeholder(app, client):
     html = page_text(client.get("/campaigns"))
     assert f'src="/media/covers/{NAME}"' in html and 'alt="Cover image for With cover"' in html
     assert "hf-cat-patient_aid" in html and 'aria-label="Patient aid illustration for Without cover"' in html
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"), [("Chen Xiaoyu", "Chen X."), ("王小明", "王**"), ("Ana Maria Souza", "Ana M. S."), ("Li", "L*")]
+)
+def test_patient_names_are_shortened_for_the_public(name, shown):
+    from crowdfund.campaigns.models import mask_name
+
+    assert mask_name(name) == shown

@@ -323,6 +323,18 @@ class DonationTerms(db.Model):
 
     campaign: Mapped[Campaign] = relationship(back_populates="donation_terms")
 
+    @property
+    def public_patient_name(self) -> str | None:
+        """The patient's name as the public sees it: "Li W." or "王**", never in full."""
+        return mask_name(self.patient_name) if self.patient_name else None
+
+
+def mask_name(name: str) -> str:
+    parts = name.split()
+    if len(parts) > 1:
+        return parts[0] + " " + " ".join(f"{p[0]}." for p in parts[1:])
+    return name[0] + "*" * (len(name) - 1)
+
 
 class CampaignEvent(db.Model):
     """Audit trail of the campaign lifecycle: who moved it, from what, to what, and why."""
