@@ -124,6 +124,21 @@ def test_sold_out_tier_says_so_and_changes_nothing(app):
     assert campaign.backer_count == 2 and campaign.raised_amount == 30_000 == active_sum(campaign.id)
 
 
+def test_replaying_the_pledge_that_took_the_last_unit_returns_it(app):
+    campaign = make_campaign(tiers=[{"title": "Last one", "price_amount": 10_000, "quantity_limit": 1}])
+    tier = campaign.tiers[0]
+    backer = make_backer()
+    req = PledgeRequest(tier_id=tier.id, idempotency_token="form-last")
+    first = place_pledge(backer, campaign.id, req)
+    # The tier is sold out now; the same form again must still answer with its pledge.
+    assert place_pledge(backer, campaign.id, req).id == first.id
+    with pytest.raises(Conflict) as exc:
+        place_pledge(backer, campaign.id, PledgeRequest(tier_id=tier.id, idempotency_token="form-other"))
+    assert exc.value.code == "sold_out"
+    refresh(campaign, tier)
+    assert pledge_count() == 1 and tier.claimed == 1
+
+
 def test_shipping_address_required_when_the_tier_ships(app):
     campaign = make_campaign(tiers=TIERS)
     with pytest.raises(ValidationError) as exc:

@@ -615,10 +615,40 @@ def place_pledge(user, campaign_id: int, req: PledgeRequest, *, now: datetime | 
     """
     now = now or utcnow()
     token = _clean_token(req.idempotency_token)
+    _refuse_if_sold_out(user, campaign_id, req, token, now)
     pledge, fresh = _record_pledge(user, campaign_id, req, token, now)
     if fresh and pledge.state is PledgeState.PENDING:
         return _charge_donation(user, pledge)
     return pledge
+
+
+def _refuse_if_sold_out(user, campaign_id, req: PledgeRequest, token: str | None, now: datetime) -> None:
+    """Answer "sold out" for a tier that already is, without queueing for the campaign lock.
+
+    Only a shortcut for the flash crowd: stock is checked again under the lock in
+    `_record_pledge`, and a replayed request (same token) still returns its pledge.
+    """
+    tier_id = req.tier_id
+    if isinstance(tier_id, bool) or not isinstance(tier_id, int) or not 0 < tier_id < 2**31:
+        return
+    if isinstance(campaign_id, bool) or not isinstance(campaign_id, int) or not 0 < campaign_id < 2**31:
+        return
+    row = db.session.execute(
+        select(RewardTier.title, RewardTier.quantity_limit, RewardTier.claimed)
+        .join(Campaign, Campaign.id == RewardTier.campaign_id)
+        .where(
+            RewardTier.id == tier_id,
+            Campaign.id == campaign_id,
+            Campaign.state == CampaignState.LIVE,
+            Campaign.start_at <= now,
+            Campaign.end_at > now,
+        )
+    ).first()
+    sold_out = row is not None and row.quantity_limit is not None and row.claimed >= row.quantity_limit
+    replay = sold_out and token is not None and _find_by_token(user.id, token) is not None
+    db.session.rollback()
+    if sold_out and not replay:
+        raise Conflict(f"Sorry, “{row.title}” is sold out.", code="sold_out", field="tier_id")
 
 
 @retry_on_lock
