@@ -85,7 +85,14 @@ class Config:
     INVESTMENT_LIMIT_WINDOW_DAYS = int(os.environ.get("INVESTMENT_LIMIT_WINDOW_DAYS", 365))
     #: Fixed rates (US dollars per one major unit) used only for the investment limit, to
     #: count commitments in other currencies than the investor's profile currency.
-    INVESTMENT_LIMIT_FX = {"USD": "1", "CNY": "0.14", "EUR": "1.08", "GBP": "1.27", "HKD": "0.128", "JPY": "0.0067"}
+    INVESTMENT_LIMIT_FX = {
+        "USD": "1",
+        "CNY": "0.14",
+        "EUR": "1.08",
+        "GBP": "1.27",
+        "HKD": "0.128",
+        "JPY": "0.0067",
+    }
     #: An equity campaign that reaches its maximum closes early, but not before this many days live.
     EQUITY_EARLY_CLOSE_DAYS = int(os.environ.get("EQUITY_EARLY_CLOSE_DAYS", 21))
     #: Largest goal of a patient-aid donation campaign: "<CURRENCY> <amount>"; such campaigns

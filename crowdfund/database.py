@@ -9,6 +9,7 @@ transaction with BEGIN IMMEDIATE instead (see `begin_write`).
 from __future__ import annotations
 
 import sqlite3
+
 from flask import Flask
 from sqlalchemy import event, select
 from sqlalchemy.engine import Engine

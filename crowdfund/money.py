@@ -8,9 +8,9 @@ parts always add up to the whole (largest-remainder method).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Iterable, Sequence
 
 
 @dataclass(frozen=True)

@@ -91,7 +91,9 @@ def make_campaign(
         category=fields.pop("category", HealthCategory.MEDICAL_DEVICES),
         currency=currency,
         goal_amount=goal,
-        funding_model=FundingModel.KEEP_IT_ALL if kind is CampaignKind.DONATION else FundingModel.ALL_OR_NOTHING,
+        funding_model=FundingModel.KEEP_IT_ALL
+        if kind is CampaignKind.DONATION
+        else FundingModel.ALL_OR_NOTHING,
         start_at=start,
         end_at=fields.pop("end_at", start + timedelta(days=days)),
         state=state,
@@ -99,9 +101,15 @@ def make_campaign(
     )
     db.session.add(campaign)
     if kind is CampaignKind.REWARD:
-        for i, tier in enumerate(tiers if tiers is not None else [{"title": "Early bird", "price_amount": 10_000, "quantity_limit": 100}]):
+        for i, tier in enumerate(
+            tiers
+            if tiers is not None
+            else [{"title": "Early bird", "price_amount": 10_000, "quantity_limit": 100}]
+        ):
             campaign.tiers.append(
-                RewardTier(position=i, description="", estimated_delivery=date.today() + timedelta(days=90), **tier)
+                RewardTier(
+                    position=i, description="", estimated_delivery=date.today() + timedelta(days=90), **tier
+                )
             )
     elif kind is CampaignKind.EQUITY:
         campaign.equity_terms = EquityTerms(
@@ -114,7 +122,11 @@ def make_campaign(
         )
     elif kind is CampaignKind.DEBT:
         campaign.debt_terms = DebtTerms(
-            annual_rate_bp=800, term_months=12, min_amount=goal, max_amount=goal * 2, min_loan_share_amount=10_000
+            annual_rate_bp=800,
+            term_months=12,
+            min_amount=goal,
+            max_amount=goal * 2,
+            min_loan_share_amount=10_000,
         )
     else:
         campaign.donation_terms = DonationTerms(beneficiary_name="Li Wei", is_patient_aid=False)

@@ -60,7 +60,9 @@ def test_postgres_guard_triggers_are_installed_by_the_migrations(fresh_database_
             triggers = {
                 row[0]
                 for row in conn.execute(
-                    text("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal AND tgrelid::regclass::text LIKE 'ledger%'")
+                    text(
+                        "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal AND tgrelid::regclass::text LIKE 'ledger%'"
+                    )
                 )
             }
         assert triggers, "the ledger's PostgreSQL guards are missing after `flask db upgrade`"

@@ -437,7 +437,8 @@ def test_campaign_card_uses_the_cover_or_a_placeholder(app, client):
 
 
 @pytest.mark.parametrize(
-    ("name", "shown"), [("Chen Xiaoyu", "Chen X."), ("王小明", "王**"), ("Ana Maria Souza", "Ana M. S."), ("Li", "L*")]
+    ("name", "shown"),
+    [("Chen Xiaoyu", "Chen X."), ("王小明", "王**"), ("Ana Maria Souza", "Ana M. S."), ("Li", "L*")],
 )
 def test_patient_names_are_shortened_for_the_public(name, shown):
     from crowdfund.campaigns.models import mask_name

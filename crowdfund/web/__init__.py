@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from flask import Flask, render_template, request
 from markupsafe import Markup
@@ -43,7 +43,9 @@ def register_error_pages(app: Flask) -> None:
 
     @app.errorhandler(400)
     def bad_request(e):
-        return render_error(400, "Bad request", getattr(e, "description", "") or "The request could not be understood.")
+        return render_error(
+            400, "Bad request", getattr(e, "description", "") or "The request could not be understood."
+        )
 
     @app.errorhandler(403)
     def forbidden(e):
@@ -51,7 +53,9 @@ def register_error_pages(app: Flask) -> None:
 
     @app.errorhandler(404)
     def not_found(e):
-        return render_error(404, "Not found", "We could not find that page. It may have moved or never existed.")
+        return render_error(
+            404, "Not found", "We could not find that page. It may have moved or never existed."
+        )
 
     @app.errorhandler(405)
     def method_not_allowed(e):
@@ -64,11 +68,15 @@ def register_error_pages(app: Flask) -> None:
 
     @app.errorhandler(429)
     def too_many(e):
-        return render_error(429, "Too many requests", "Too many attempts. Please wait a minute and try again.")
+        return render_error(
+            429, "Too many requests", "Too many attempts. Please wait a minute and try again."
+        )
 
     @app.errorhandler(500)
     def server_error(e):
-        return render_error(500, "Something went wrong", "An unexpected error happened. We have been told; please try again.")
+        return render_error(
+            500, "Something went wrong", "An unexpected error happened. We have been told; please try again."
+        )
 
 
 def format_money(value: Money | None, with_code: bool = False) -> str:
@@ -92,7 +100,7 @@ def register_template_helpers(app: Flask) -> None:
 
     @app.context_processor
     def inject_globals():
-        return {"site_name": app.config["SITE_NAME"], "now": datetime.now(timezone.utc)}
+        return {"site_name": app.config["SITE_NAME"], "now": datetime.now(UTC)}
 
 
 def register_cli(app: Flask) -> None:
