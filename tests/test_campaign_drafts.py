@@ -709,3 +709,15 @@ def test_nav_links(client, db):
     assert b"My campaigns" in page and b"Review queue" not in page
     login(client, operator())
     assert b"Review queue" in client.get("/").data
+
+
+def test_draft_form_marks_fields_needed_to_submit_not_optional(client):
+    from crowdfund.campaigns.models import CampaignKind, CampaignState
+    from tests.factories import login, make_campaign, make_org, make_user
+
+    owner = make_user()
+    campaign = make_campaign(CampaignKind.EQUITY, org=make_org(owner), state=CampaignState.DRAFT)
+    login(client, owner)
+    html = client.get(f"/studio/{campaign.id}").get_data(as_text=True)
+    summary_label = html[html.index('for="summary"') :][:300]
+    assert "(needed to submit)" in summary_label and "(optional)" not in summary_label

@@ -57,7 +57,10 @@ SECURITY_CHOICES = [SelectChoice(s.value, s.label) for s in SecurityType]
 class NeededToSubmit(Optional):
     """May be empty while drafting, but the campaign cannot be submitted without it."""
 
-    field_flags = {"optional": True, "required": True}
+    def __init__(self, strip_whitespace: bool = True):
+        super().__init__(strip_whitespace)
+        # Not "required" (that would stop a draft being saved), nor "optional" (it is not).
+        self.field_flags = {"needed_to_submit": True}
 
 
 def _amount(
@@ -253,8 +256,11 @@ def _plain(amount: int, currency: str) -> str:
 
 
 class TierForm(FlaskForm):
+    #: Its own id: the draft page shows this form next to the campaign's, which has a `title` too.
     title = StringField(
-        "Reward", [DataRequired(message="Give the reward a title."), Length(max=MAX_TITLE_LENGTH)]
+        "Reward",
+        [DataRequired(message="Give the reward a title."), Length(max=MAX_TITLE_LENGTH)],
+        id="tier-title",
     )
     description = TextAreaField("What backers get", [Optional(), Length(max=MAX_TIER_DESCRIPTION_LENGTH)])
     price = _amount("Price", required=True)
@@ -276,10 +282,12 @@ class TierForm(FlaskForm):
 
 
 class CoverForm(FlaskForm):
+    #: Its own id: the draft page's cover section is `#image`.
     image = FileField(
         "Cover image",
         [FileRequired(message="Choose an image file to upload.")],
         description="JPEG, PNG or WebP; shown at 16:9, ideally 1600×900 pixels.",
+        id="cover-image",
     )
 
 
