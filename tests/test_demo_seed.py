@@ -1,8 +1,8 @@
-"""`flask demo seed`: idempotent, every kind live twice, and the printed log-ins work."""
+"""`flask demo seed`: idempotent, every kind live twice, real pledges, and the printed log-ins work."""
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from datetime import timedelta
 from pathlib import Path
 
@@ -10,22 +10,27 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
-from crowdfund.accounts.models import Membership, Organisation, Role, User, VerificationStatus
+from crowdfund.accounts.models import Organisation, Role, User, VerificationStatus
 from crowdfund.accounts.passwords import verify_password
 from crowdfund.campaigns.models import (
     Campaign,
     CampaignEvent,
     CampaignKind,
     CampaignState,
-    DebtTerms,
-    DonationTerms,
-    EquityTerms,
     HealthCategory,
     RewardTier,
+    mask_name,
 )
+from crowdfund.engine import service as engine
+from crowdfund.engine.models import COUNTED_STATES, Pledge, PledgeState
 from crowdfund.extensions import db
+from crowdfund.ledger import service as ledger
+from crowdfund.ledger.models import LedgerTransaction
 from crowdfund.models_base import utcnow
-from crowdfund.web.demo import DEMO_PASSWORD, USERS
+from crowdfund.money import Money
+from crowdfund.payments import service as payments
+from crowdfund.payments.models import OperationState, PaymentOperation
+from crowdfund.web.demo import BACKERS, DEMO_PASSWORD, PLEDGES, PROFILES, USERS
 
 MAIN_LOGINS = {
     "admin@healthfund.test": Role.ADMIN,
@@ -33,17 +38,7 @@ MAIN_LOGINS = {
     "campaigner@healthfund.test": Role.BACKER,
     "backer@healthfund.test": Role.BACKER,
 }
-TABLES = (
-    User,
-    Organisation,
-    Membership,
-    Campaign,
-    RewardTier,
-    EquityTerms,
-    DebtTerms,
-    DonationTerms,
-    CampaignEvent,
-)
+AID_SLUG = "help-xiaoyu-beat-leukaemia"
 
 
 def _seed(app) -> str:
@@ -53,9 +48,37 @@ def _seed(app) -> str:
 
 
 def _counts() -> dict[str, int]:
+    """Rows in every table of the schema."""
     return {
-        table.__tablename__: db.session.scalar(select(func.count()).select_from(table)) for table in TABLES
+        table.name: db.session.scalar(select(func.count()).select_from(table))
+        for table in db.metadata.sorted_tables
     }
+
+
+def _state() -> dict:
+    """What a second seed must not change: counters, stock, pledge states and the ledger head."""
+    return {
+        "campaigns": sorted(
+            db.session.execute(
+                select(Campaign.slug, Campaign.state, Campaign.raised_amount, Campaign.backer_count)
+            )
+        ),
+        "tiers": sorted(db.session.execute(select(RewardTier.id, RewardTier.claimed))),
+        "pledges": sorted(db.session.execute(select(Pledge.id, Pledge.state, Pledge.amount_amount))),
+        "head": ledger.chain_head(),
+    }
+
+
+@pytest.fixture(scope="module")
+def _demo_uploads(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("demo-uploads")
+
+
+@pytest.fixture
+def app_config(app_config, _demo_uploads):
+    """One upload folder for the module: the covers are drawn once, not for every test."""
+    app_config.UPLOAD_DIR = str(_demo_uploads)
+    return app_config
 
 
 @pytest.fixture
@@ -66,12 +89,33 @@ def seeded(app):
 
 
 def test_seed_twice_gives_the_same_rows(app, seeded):
-    first = _counts()
-    assert first["campaigns"] >= 11 and first["users"] >= 4
+    first, state = _counts(), _state()
+    assert first["campaigns"] >= 11 and first["users"] >= 4 + len(BACKERS)
+    assert first["pledges"] == len(PLEDGES)
+    assert first["ledger_transactions"] > 0 and first["payment_operations"] > 0
+    assert first["payment_methods"] == len(BACKERS) + 1 and first["investor_profiles"] == len(PROFILES)
+    assert "skipped" not in seeded
+    db.session.rollback()
     second_output = _seed(app)
     db.session.expire_all()
     assert _counts() == first
+    assert _state() == state
     assert "0 users, 0 organisations and 0 campaigns created" in second_output
+    assert "0 sandbox cards saved, 0 investor profiles, 0 pledges placed" in second_output
+
+
+def test_seed_renames_what_former_seeds_called_the_patient_family(app, seeded):
+    org = db.session.scalar(select(Organisation).where(Organisation.legal_name == "Chen family"))
+    aid = db.session.scalar(select(Campaign).where(Campaign.slug == AID_SLUG))
+    org.legal_name = "Chen family (for Chen Xiaoyu)"
+    aid.donation_terms.beneficiary_name = "Jiangnan Children's Hospital (for Chen Xiaoyu)"
+    db.session.commit()
+    before = _counts()
+    _seed(app)
+    db.session.expire_all()
+    assert _counts() == before
+    assert org.legal_name == "Chen family"
+    assert aid.donation_terms.beneficiary_name == "Jiangnan Children's Hospital (for Chen X.)"
 
 
 def test_seed_prints_the_log_ins(seeded):
@@ -99,10 +143,138 @@ def test_one_campaign_in_review_one_draft_one_closed(seeded):
     assert states[CampaignState.SUCCEEDED] == 1
 
 
-def test_counters_are_left_to_real_pledges(seeded):
-    assert db.session.scalar(select(func.max(Campaign.raised_amount))) == 0
-    assert db.session.scalar(select(func.max(Campaign.backer_count))) == 0
-    assert db.session.scalar(select(func.max(RewardTier.claimed))) == 0
+def test_counters_are_the_sum_of_real_pledges(seeded):
+    pledges = list(db.session.scalars(select(Pledge)))
+    campaigns = list(db.session.scalars(select(Campaign)))
+    assert sum(c.raised_amount for c in campaigns) > 0
+    for c in campaigns:
+        counted = [p for p in pledges if p.campaign_id == c.id and p.state in COUNTED_STATES]
+        assert c.raised_amount == sum(p.amount_amount for p in counted), c.slug
+        assert c.backer_count == len({p.user_id for p in counted}), c.slug
+        for tier in c.tiers:
+            units = sum(p.quantity for p in counted if p.tier_id == tier.id)
+            assert tier.claimed == units, (c.slug, tier.title)
+            assert tier.quantity_limit is None or tier.claimed <= tier.quantity_limit
+    for c in campaigns:
+        if c.state in (CampaignState.DRAFT, CampaignState.SUBMITTED):
+            assert c.raised_amount == 0 and c.backer_count == 0, c.slug
+
+
+def test_pledges_of_every_kind_in_the_states_they_should_be(seeded):
+    pledges = list(db.session.scalars(select(Pledge)))
+    by_kind = Counter(p.kind for p in pledges)
+    assert all(by_kind[kind] >= 3 for kind in CampaignKind), by_kind
+    for p in pledges:
+        expected = PledgeState.CHARGED if p.kind is CampaignKind.DONATION else PledgeState.ACTIVE
+        assert p.state is expected, p
+        assert p.idempotency_token.startswith("demo:") and p.payment_method_id is not None
+        assert p.campaign.start_at <= p.created_at < p.campaign.end_at, p
+        assert p.created_at <= utcnow()
+    rewards = [p for p in pledges if p.kind is CampaignKind.REWARD]
+    assert any(p.tier_id is None for p in rewards) and any(p.extra_amount > 0 for p in rewards)
+    assert all(p.shipping_address for p in rewards if p.tier is not None and p.tier.ships)
+    equity = [p for p in pledges if p.kind is CampaignKind.EQUITY]
+    assert all(p.shares * p.campaign.equity_terms.price_per_share_amount == p.amount_amount for p in equity)
+    assert all(p.risk_acknowledged_at for p in pledges if p.kind in (CampaignKind.EQUITY, CampaignKind.DEBT))
+    anonymous = [p for p in pledges if p.kind is CampaignKind.DONATION and p.anonymous]
+    assert len(anonymous) == 1 and anonymous[0].message and anonymous[0].campaign.slug == AID_SLUG
+
+
+def test_a_limited_tier_is_nearly_sold_out(seeded):
+    left = [
+        t.quantity_limit - t.claimed
+        for t in db.session.scalars(select(RewardTier).where(RewardTier.quantity_limit.is_not(None)))
+        if t.campaign.state is CampaignState.LIVE
+    ]
+    assert any(0 < n <= 3 for n in left), left
+
+
+def test_investors_stay_within_their_limits(seeded):
+    now = utcnow()
+    for email in PROFILES:
+        user = db.session.scalar(select(User).where(User.email == email))
+        summary = engine.investment_summary(user, now=now)
+        assert summary is not None and summary.used.is_positive, email
+        assert summary.limit is None or summary.used <= summary.limit, email
+    investors = set(
+        db.session.scalars(
+            select(User.email)
+            .join(Pledge, Pledge.user_id == User.id)
+            .where(Pledge.kind.in_([CampaignKind.EQUITY, CampaignKind.DEBT]))
+        )
+    )
+    assert investors <= set(PROFILES)
+
+
+def test_every_demo_backer_has_a_usable_sandbox_card(seeded):
+    for spec in (*BACKERS, next(u for u in USERS if u.email == "backer@healthfund.test")):
+        user = db.session.scalar(select(User).where(User.email == spec.email))
+        card = payments.default_payment_method(user)
+        assert card is not None and card.gateway == "sandbox" and card.last4 == "4242", spec.email
+
+
+def test_donations_went_through_the_gateway_into_escrow_and_the_ledger_verifies(seeded):
+    report = ledger.verify_ledger()
+    assert report.ok, report.problems
+    assert report.transactions == db.session.scalar(select(func.count()).select_from(LedgerTransaction)) > 0
+    charged = defaultdict(int)
+    for p in db.session.scalars(select(Pledge).where(Pledge.state == PledgeState.CHARGED)):
+        op = db.session.get(PaymentOperation, p.payment_operation_id)
+        assert (
+            op.state is OperationState.SUCCEEDED and op.amount == p.amount and op.campaign_id == p.campaign_id
+        )
+        charged[p.campaign_id] += p.amount_amount
+    assert len(charged) == 3  # two open donation campaigns and the closed one
+    for c in db.session.scalars(select(Campaign)):
+        escrow = ledger.account_balance(ledger.escrow_account(c))
+        assert escrow == Money(charged.get(c.id, 0), c.currency), c.slug
+        if c.kind is not CampaignKind.DONATION:
+            assert not db.session.scalar(
+                select(func.count())
+                .select_from(LedgerTransaction)
+                .where(LedgerTransaction.campaign_id == c.id)
+            ), c.slug
+
+
+def test_ledger_verify_command_passes(app, seeded):
+    result = app.test_cli_runner().invoke(args=["ledger", "verify"])
+    assert result.exit_code == 0, result.output
+    assert "transactions: 0" not in result.output and "OK:" in result.output
+
+
+def test_money_trail_of_the_patient_aid_campaign_shows_money_in(client, seeded):
+    aid = db.session.scalar(select(Campaign).where(Campaign.slug == AID_SLUG))
+    trail = ledger.campaign_money_trail(aid)
+    assert trail.money_in == aid.raised and trail.money_in.is_positive
+    assert trail.held_in_escrow == trail.money_in and trail.total_transactions == aid.backer_count
+    page = client.get(f"/campaigns/{AID_SLUG}/money-trail").get_data(as_text=True)
+    assert aid.raised.format() in page
+
+
+def test_the_closed_campaign_raised_its_money_while_it_was_open(seeded):
+    closed = db.session.scalar(select(Campaign).where(Campaign.state == CampaignState.SUCCEEDED))
+    assert closed.kind is CampaignKind.DONATION and closed.raised_amount >= closed.goal_amount
+    pledges = list(db.session.scalars(select(Pledge).where(Pledge.campaign_id == closed.id)))
+    assert pledges and all(p.state is PledgeState.CHARGED for p in pledges)
+    assert all(closed.launched_at <= p.created_at < closed.closed_at == closed.end_at for p in pledges)
+    moves = [
+        e.to_state
+        for e in db.session.scalars(
+            select(CampaignEvent).where(CampaignEvent.campaign_id == closed.id).order_by(CampaignEvent.id)
+        )
+    ]
+    assert moves == ["submitted", "approved", "live", "succeeded"]
+
+
+def test_public_pages_do_not_spell_out_the_patients_name(client, seeded):
+    aid = db.session.scalar(select(Campaign).where(Campaign.slug == AID_SLUG))
+    full = aid.donation_terms.patient_name
+    assert " " in full and mask_name(full) != full
+    assert full not in aid.organisation.legal_name and full not in aid.donation_terms.beneficiary_name
+    for url in (f"/campaigns/{AID_SLUG}", f"/campaigns/{AID_SLUG}/money-trail", "/"):
+        page = client.get(url).get_data(as_text=True)
+        assert full not in page, url
+    assert mask_name(full) in client.get(f"/campaigns/{AID_SLUG}").get_data(as_text=True)
 
 
 def test_terms_add_up(seeded):
@@ -193,7 +365,7 @@ def test_seeded_pages_render(client, seeded):
 
 
 def test_demo_passwords_are_hashed(seeded):
-    for spec in USERS:
+    for spec in (*USERS, *BACKERS):
         user = db.session.scalar(select(User).where(User.email == spec.email))
         assert user is not None and user.role is spec.role
         assert user.password_hash != DEMO_PASSWORD
@@ -203,7 +375,7 @@ def test_demo_passwords_are_hashed(seeded):
     }
 
 
-@pytest.mark.parametrize("email", list(MAIN_LOGINS))
+@pytest.mark.parametrize("email", [*MAIN_LOGINS, BACKERS[-1].email])
 def test_demo_log_ins_work_through_the_login_form(client, seeded, email):
     response = client.post("/login", data={"email": email, "password": DEMO_PASSWORD})
     assert response.status_code == 302, response.get_data(as_text=True)[:2000]

@@ -1,15 +1,28 @@
-"""`flask demo seed`: demo users, organisations and campaigns of all four kinds.
+"""`flask demo seed`: demo users, organisations, campaigns of all four kinds — and their money.
 
-Idempotent: users are found by e-mail, organisations by legal name and campaigns by
-slug; anything that exists is left as it is, so running the seed twice gives the same
-rows. Counters (`raised_amount`, `backer_count`, tiers' `claimed`) stay at zero: only real
-pledges move them, so they always equal the pledges behind them.
+Idempotent: users are found by e-mail, organisations by legal name, campaigns by slug
+and pledges by their idempotency token (`demo:<email>:<slug>`); anything that exists is
+left as it is, so a second run creates nothing and changes nothing.
+
+The money is real as far as the sandbox goes. Demo backers save the sandbox test card
+4242 4242 4242 4242 through the payments service and state investor profiles through
+the engine service; every pledge is placed with `crowdfund.engine.service.place_pledge`
+exactly as the pledge form places it. Reward, equity and debt pledges are recorded
+(charged only if the campaign succeeds); donations are charged at once through the
+sandbox gateway, which posts clearing -> campaign escrow to the ledger. The counters
+(`raised_amount`, `backer_count`, tiers' `claimed`) are therefore the pledges' own.
+
+The closed campaign (SightLine, a donation campaign) is created live, receives its
+donations inside its dates and is then moved to *succeeded*: its pledges carry the dates
+they were given, its ledger transactions the moment the seed ran.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -29,6 +42,7 @@ from crowdfund.accounts.models import (
 from crowdfund.accounts.passwords import hash_password
 from crowdfund.campaigns import images
 from crowdfund.campaigns.models import (
+    CLOSED_STATES,
     Campaign,
     CampaignKind,
     CampaignState,
@@ -42,9 +56,13 @@ from crowdfund.campaigns.models import (
 )
 from crowdfund.campaigns.service import render_story, transition
 from crowdfund.database import begin_write
+from crowdfund.engine import service as engine
+from crowdfund.engine.models import Pledge
+from crowdfund.errors import DomainError
 from crowdfund.extensions import db
 from crowdfund.models_base import utcnow
 from crowdfund.money import Money
+from crowdfund.payments import service as payments
 from crowdfund.web.covers import draw_cover
 
 demo_cli = AppGroup("demo", help="Demo data.")
@@ -82,6 +100,28 @@ USERS = (
     DemoUser("nonprofit@healthfund.test", "Amina Otieno", Role.BACKER, "Campaigner: a health nonprofit"),
 )
 
+#: The public: twelve more backers with a saved sandbox card (names as they sign up).
+BACKERS = tuple(
+    DemoUser(f"backer{n}@healthfund.test", name, Role.BACKER, "Demo backer with pledges")
+    for n, name in enumerate(
+        (
+            "Wang Fang",
+            "Zhang Wei",
+            "Li Na",
+            "Liu Yang",
+            "Zhao Lei",
+            "Huang Min",
+            "Sarah Johnson",
+            "Michael Lee",
+            "Emily Davis",
+            "Carlos Garcia",
+            "Priya Patel",
+            "James Wilson",
+        ),
+        start=1,
+    )
+)
+
 
 @dataclass(frozen=True)
 class DemoOrg:
@@ -95,6 +135,8 @@ class DemoOrg:
     verified: bool = True
     website: str | None = None
     members: tuple[str, ...] = ()
+    #: Names earlier seeds used: such a row is renamed instead of duplicated.
+    former_names: tuple[str, ...] = ()
 
 
 ORGS = (
@@ -139,8 +181,9 @@ ORGS = (
         "founder@healthfund.test", "An independent physiotherapy practice with four therapists.",
     ),
     DemoOrg(
-        "chen-family", OrganisationType.PATIENT_FAMILY, "Chen family (for Chen Xiaoyu)", "ID-verified-family", "CN",
-        "family@healthfund.test", "The parents of seven-year-old Chen Xiaoyu, raising money for her treatment.",
+        "chen-family", OrganisationType.PATIENT_FAMILY, "Chen family", "ID-verified-family", "CN",
+        "family@healthfund.test", "The parents of seven-year-old Xiaoyu, raising money for her treatment.",
+        former_names=("Chen family (for Chen Xiaoyu)",),
     ),
     DemoOrg(
         "chw", OrganisationType.NONPROFIT, "Community Health Workers Alliance", "EIN 84-3920117", "US",
@@ -498,7 +541,7 @@ diagnosis, the hospital's cost estimate and our family's assets.
 Thank you for reading, and for sharing.
 """,
         terms={
-            "beneficiary_name": "Jiangnan Children's Hospital (for Chen Xiaoyu)",
+            "beneficiary_name": "Jiangnan Children's Hospital (for Chen X.)",
             "is_patient_aid": True,
             "patient_name": "Chen Xiaoyu",
             "hospital_name": "Jiangnan Children's Hospital, Department of Haematology",
@@ -618,6 +661,156 @@ Thank you to everyone who supported this project.
 )
 
 
+#: What earlier seeds called the beneficiary (it spelled out the patient's name): renamed.
+FORMER_BENEFICIARY_NAMES = {"help-xiaoyu-beat-leukaemia": ("Jiangnan Children's Hospital (for Chen Xiaoyu)",)}
+
+
+@dataclass(frozen=True)
+class DemoProfile:
+    """What an investor states: income and net worth in major units of `currency`."""
+
+    currency: str
+    income: int
+    net_worth: int
+    accredited: bool = False
+
+
+#: Investor profiles (12-month limits: Ben 7,500 USD, Zhang Wei 125,000 CNY, Liu Yang
+#: 40,000 CNY, Carlos 3,500 USD, Priya 40,000 USD; Zhao Lei and Michael are accredited).
+PROFILES = {
+    "backer@healthfund.test": DemoProfile("USD", 95_000, 150_000),
+    "backer2@healthfund.test": DemoProfile("CNY", 600_000, 2_500_000),
+    "backer4@healthfund.test": DemoProfile("CNY", 200_000, 800_000),
+    "backer5@healthfund.test": DemoProfile("CNY", 3_000_000, 20_000_000, accredited=True),
+    "backer8@healthfund.test": DemoProfile("USD", 400_000, 3_000_000, accredited=True),
+    "backer10@healthfund.test": DemoProfile("USD", 70_000, 60_000),
+    "backer11@healthfund.test": DemoProfile("USD", 180_000, 400_000),
+}
+
+#: Where shipped rewards go.
+ADDRESSES = {
+    "backer@healthfund.test": "Ben Carter\n1420 Maple Avenue, Apt 3B\nPortland, OR 97205\nUnited States",
+    "backer1@healthfund.test": "Wang Fang\n18 Wenhua Road, Room 602\nHangzhou, Zhejiang 310012\nChina",
+    "backer2@healthfund.test": "Zhang Wei\n88 Nanjing West Road, Flat 12A\nShanghai 200040\nChina",
+    "backer3@healthfund.test": "Li Na\n5 Jiefang Avenue, Building 2, Room 301\nWuhan, Hubei 430010\nChina",
+    "backer5@healthfund.test": "Zhao Lei\n1 Binjiang Road, Tower B, 20th Floor\nNanjing, Jiangsu 210000\nChina",
+    "backer6@healthfund.test": "Qingxi Village Clinic (attn. Huang Min)\nQingxi Village, Anji County\n"
+    "Huzhou, Zhejiang 313300\nChina",
+    "backer7@healthfund.test": "Sarah Johnson\n27 Elm Street\nDayton, OH 45402\nUnited States",
+    "backer8@healthfund.test": "Michael Lee\n940 Sutter Street\nSan Francisco, CA 94109\nUnited States",
+    "backer9@healthfund.test": "Emily Davis\n311 Lakeview Drive\nMadison, WI 53703\nUnited States",
+    "backer10@healthfund.test": "Carlos Garcia\n2205 Rio Grande Blvd NW\nAlbuquerque, NM 87104\nUnited States",
+    "backer11@healthfund.test": "Priya Patel\n66 Commonwealth Avenue\nBoston, MA 02116\nUnited States",
+}
+
+
+@dataclass(frozen=True)
+class DemoPledge:
+    """One backer's pledge, placed through the pledge service."""
+
+    email: str
+    slug: str
+    #: Major units: a "no reward" pledge, an investment, a loan share or a gift.
+    amount: int | None = None
+    #: Reward: the tier's position in the campaign.
+    tier: int | None = None
+    quantity: int = 1
+    extra: int = 0
+    message: str | None = None
+    anonymous: bool = False
+    #: When it was placed, as a fraction of the campaign's time open so far (of all of it
+    #: once closed); None: when the seed runs (donations to open campaigns are charged then).
+    at: float | None = None
+
+    @property
+    def token(self) -> str:
+        return f"demo:{self.email}:{self.slug}"
+
+
+def _backer(n: int | None) -> str:
+    return "backer@healthfund.test" if n is None else f"backer{n}@healthfund.test"
+
+
+def _pledges() -> tuple[DemoPledge, ...]:
+    pulse, care = "pulsestrip-portable-ecg-patch", "caredose-smart-pill-dispenser"
+    medbridge, clearpath = "medbridge-telemedicine-platform", "clearpath-diagnostics-lab"
+    qingshan, riverside = "qingshan-dialysis-unit", "riverside-physio-equipment-loan"
+    xiaoyu, chw, sightline = (
+        "help-xiaoyu-beat-leukaemia",
+        "train-community-health-workers",
+        "sightline-retinal-screening",
+    )
+    P = DemoPledge
+    b = _backer
+    return (
+        # Rewards. PulseStrip's village clinic bundle (5 made) has 2 left; CareDose's "Two homes" (3) has 1.
+        P(b(1), pulse, tier=1, at=0.10),
+        P(b(3), pulse, tier=2, at=0.18),
+        P(b(6), pulse, tier=3, quantity=2, at=0.25),
+        P(b(2), pulse, tier=1, quantity=2, at=0.40),
+        P(b(4), pulse, tier=0, extra=50, at=0.55),
+        P(b(5), pulse, tier=3, at=0.70),
+        P(b(None), pulse, tier=0, at=0.80),
+        P(b(12), pulse, amount=200, at=0.90),
+        P(b(7), care, tier=3, at=0.05),
+        P(b(9), care, tier=1, at=0.15),
+        P(b(10), care, tier=2, at=0.30),
+        P(b(11), care, tier=1, extra=20, at=0.45),
+        P(b(12), care, tier=0, at=0.60),
+        P(b(None), care, tier=2, at=0.75),
+        P(b(8), care, tier=3, at=0.85),
+        # Equity: whole shares (MedBridge ¥10, ClearPath $2.50), within each investor's limit.
+        P(b(5), medbridge, amount=300_000, at=0.08),
+        P(b(2), medbridge, amount=50_000, at=0.20),
+        P(b(8), medbridge, amount=100_000, at=0.35),
+        P(b(4), medbridge, amount=10_000, at=0.50),
+        P(b(None), medbridge, amount=5_000, at=0.65),
+        P(b(8), clearpath, amount=25_000, at=0.12),
+        P(b(11), clearpath, amount=10_000, at=0.30),
+        P(b(None), clearpath, amount=1_000, at=0.50),
+        P(b(10), clearpath, amount=500, at=0.70),
+        # Debt: loan shares.
+        P(b(5), qingshan, amount=200_000, at=0.15),
+        P(b(2), qingshan, amount=20_000, at=0.35),
+        P(b(4), qingshan, amount=5_000, at=0.55),
+        P(b(None), qingshan, amount=3_000, at=0.75),
+        P(b(8), riverside, amount=15_000, at=0.10),
+        P(b(11), riverside, amount=5_000, at=0.40),
+        P(b(None), riverside, amount=2_000, at=0.60),
+        P(b(10), riverside, amount=1_000, at=0.80),
+        # Donations to open campaigns: charged through the sandbox when the seed runs.
+        P(b(1), xiaoyu, amount=500, message="Get well soon, Xiaoyu! We are all cheering for you."),
+        P(b(3), xiaoyu, amount=200),
+        P(
+            b(6),
+            xiaoyu,
+            amount=1_000,
+            anonymous=True,
+            message="From the mother of a leukaemia survivor: the hard months end. Stay strong.",
+        ),
+        P(b(2), xiaoyu, amount=2_000),
+        P(b(None), xiaoyu, amount=300, message="Draw us a horse when you are better!"),
+        P(b(5), xiaoyu, amount=5_000),
+        P(b(4), xiaoyu, amount=100),
+        P(b(7), chw, amount=40, message="For one blood-pressure monitor."),
+        P(b(9), chw, amount=150),
+        P(b(12), chw, amount=400, message="One full training course. Thank you for your work."),
+        P(b(None), chw, amount=50),
+        P(b(11), chw, amount=100),
+        # The closed campaign: given while it was open; together they passed its goal.
+        P(b(5), sightline, amount=100_000, at=0.10, message="In memory of my father, who lost his sight."),
+        P(b(2), sightline, amount=30_000, at=0.25),
+        P(b(4), sightline, amount=10_000, at=0.40),
+        P(b(3), sightline, amount=5_000, at=0.55),
+        P(b(6), sightline, amount=3_000, at=0.70),
+        P(b(1), sightline, amount=2_000, at=0.85),
+        P(b(None), sightline, amount=500, at=0.95),
+    )
+
+
+PLEDGES = _pledges()
+
+
 # ---------------------------------------------------------------------------
 # Seeding
 # ---------------------------------------------------------------------------
@@ -629,6 +822,11 @@ class SeedResult:
     created_organisations: int = 0
     created_campaigns: int = 0
     covers_written: int = 0
+    cards_saved: int = 0
+    investor_profiles: int = 0
+    pledges_placed: int = 0
+    #: Pledges the services refused (e.g. the campaign has closed since the first seed).
+    skipped: list[str] = field(default_factory=list)
 
 
 def _money(major: int | str, currency: str) -> int:
@@ -653,13 +851,13 @@ def _write_cover(name: str, category: HealthCategory, slug: str) -> bool:
     return True
 
 
-def _user(spec: DemoUser, password_hash: str, result: SeedResult) -> User:
+def _user(spec: DemoUser, password_hash: Callable[[], str], result: SeedResult) -> User:
     user = db.session.scalar(select(User).where(User.email == spec.email))
     if user is None:
         user = User(
             email=spec.email,
             name=spec.name,
-            password_hash=password_hash,
+            password_hash=password_hash(),
             role=spec.role,
             session_token=secrets.token_hex(32),
         )
@@ -670,8 +868,13 @@ def _user(spec: DemoUser, password_hash: str, result: SeedResult) -> User:
 
 
 def _organisation(spec: DemoOrg, users: dict[str, User], operator: User, now: datetime, result: SeedResult):
-    org = db.session.scalar(select(Organisation).where(Organisation.legal_name == spec.legal_name))
+    names = (spec.legal_name, *spec.former_names)
+    org = db.session.scalars(
+        select(Organisation).where(Organisation.legal_name.in_(names)).order_by(Organisation.id)
+    ).first()
     if org is not None:
+        if org.legal_name != spec.legal_name:  # seeded under a former name: rename it
+            org.legal_name, org.description = spec.legal_name, spec.description
         return org
     owner = users[spec.owner]
     org = Organisation(
@@ -764,6 +967,7 @@ _PATHS: dict[CampaignState, tuple[tuple[CampaignState, str, str], ...]] = {
 
 
 def _campaign(spec: DemoCampaign, org: Organisation, owner: User, operator: User, now: datetime) -> Campaign:
+    """Create the campaign as a draft and walk it to its state (a closed one stops at live)."""
     start = (now - timedelta(days=spec.started_days_ago)).replace(minute=0, second=0, microsecond=0)
     end = (now + timedelta(days=spec.ends_in_days)).replace(minute=0, second=0, microsecond=0)
     campaign = Campaign(
@@ -791,15 +995,25 @@ def _campaign(spec: DemoCampaign, org: Organisation, owner: User, operator: User
     _terms(campaign, spec)
     db.session.add(campaign)
     db.session.flush()
+    _walk(campaign, spec, owner, operator, now, close=False)
+    return campaign
 
+
+def _walk(campaign: Campaign, spec: DemoCampaign, owner: User, operator: User, now: datetime, *, close: bool):
+    """Take the steps of the campaign's demo lifecycle it has not taken yet (closing ones only if `close`)."""
     moments = {
-        S.SUBMITTED: start - timedelta(days=4),
-        S.APPROVED: start - timedelta(days=2),
-        S.LIVE: start,
-        S.SUCCEEDED: end,
+        S.SUBMITTED: campaign.start_at - timedelta(days=4),
+        S.APPROVED: campaign.start_at - timedelta(days=2),
+        S.LIVE: campaign.start_at,
+        S.SUCCEEDED: campaign.end_at,
     }
     actors = {"owner": owner, "operator": operator, "system": None}
-    for target, who, comment in _PATHS[spec.state]:
+    path = _PATHS[spec.state]
+    reached = [target for target, _, _ in path]
+    begin = reached.index(campaign.state) + 1 if campaign.state in reached else 0
+    for target, who, comment in path[begin:]:
+        if target in CLOSED_STATES and not close:
+            break
         at = min(moments[target], now)
         transition(campaign, target, actors[who], comment, at)
         if target is S.SUBMITTED:
@@ -810,16 +1024,111 @@ def _campaign(spec: DemoCampaign, org: Organisation, owner: User, operator: User
             campaign.launched_at = at
         elif target is S.SUCCEEDED:
             campaign.closed_at = at
-    return campaign
+
+
+def _rename_former_beneficiary(campaign: Campaign, spec: DemoCampaign) -> None:
+    terms = campaign.donation_terms
+    if terms is not None and terms.beneficiary_name in FORMER_BENEFICIARY_NAMES.get(spec.slug, ()):
+        terms.beneficiary_name = spec.terms["beneficiary_name"]
+
+
+def _backers_money(emails: list[str], result: SeedResult) -> None:
+    """Give each demo backer a saved sandbox card and, for some, an investor profile (services commit)."""
+    for email in emails:
+        user = db.session.scalar(select(User).where(User.email == email))
+        if payments.default_payment_method(user) is None:
+            expiry = f"12/{(utcnow().year + 4) % 100:02d}"
+            payments.save_payment_method(
+                user, {"number": "4242 4242 4242 4242", "expiry": expiry, "cvc": "123", "name": user.name}
+            )
+            result.cards_saved += 1
+        profile = PROFILES.get(email)
+        if profile is not None and engine.get_investor_profile(user) is None:
+            engine.save_investor_profile(
+                user,
+                currency=profile.currency,
+                annual_income=Money.from_major(profile.income, profile.currency),
+                net_worth=Money.from_major(profile.net_worth, profile.currency),
+                accredited=profile.accredited,
+            )
+            result.investor_profiles += 1
+        db.session.rollback()  # end the read transaction before the next user's writes
+
+
+def _pledge_time(spec: DemoPledge, campaign: Campaign, now: datetime) -> datetime:
+    """When the pledge was placed: `spec.at` of the campaign's open time, off the full hour."""
+    if spec.at is None:
+        return now
+    until = min(now, campaign.end_at)
+    when = campaign.start_at + (until - campaign.start_at) * spec.at
+    minutes = int(hashlib.sha256(spec.token.encode()).hexdigest(), 16) % 57
+    return min(when + timedelta(minutes=minutes), until - timedelta(minutes=1))
+
+
+def _request(spec: DemoPledge, campaign: Campaign) -> engine.PledgeRequest:
+    cur = campaign.currency
+    req = engine.PledgeRequest(idempotency_token=spec.token)
+    if campaign.kind is K.REWARD and spec.tier is not None:
+        tier = next(t for t in campaign.tiers if t.position == spec.tier)
+        req.tier_id, req.quantity = tier.id, spec.quantity
+        req.extra = Money.from_major(spec.extra, cur) if spec.extra else None
+        req.shipping_address = ADDRESSES.get(spec.email) if tier.ships else None
+        return req
+    req.amount = Money.from_major(spec.amount, cur)
+    req.risk_acknowledged = campaign.kind in (K.EQUITY, K.DEBT)
+    req.message, req.anonymous = spec.message, spec.anonymous
+    return req
+
+
+def _place_pledges(now: datetime, result: SeedResult) -> None:
+    """Place every demo pledge that is not there yet, through the pledge service."""
+    for spec in PLEDGES:
+        user = db.session.scalar(select(User).where(User.email == spec.email))
+        exists = db.session.scalar(
+            select(Pledge.id).where(Pledge.user_id == user.id, Pledge.idempotency_token == spec.token)
+        )
+        campaign = db.session.scalar(select(Campaign).where(Campaign.slug == spec.slug))
+        if exists is not None or campaign is None:
+            db.session.rollback()
+            continue
+        req = _request(spec, campaign)
+        when = _pledge_time(spec, campaign, now)
+        campaign_id = campaign.id
+        db.session.rollback()  # the service opens its own write transaction
+        try:
+            engine.place_pledge(user, campaign_id, req, now=when)
+        except DomainError as exc:
+            db.session.rollback()
+            result.skipped.append(f"{spec.email} -> {spec.slug}: {exc.message}")
+            continue
+        result.pledges_placed += 1
+
+
+def _close_finished(operator: User, now: datetime) -> None:
+    """Move a closed demo campaign from live to its end state once its pledges are in."""
+    begin_write()
+    for spec in CAMPAIGNS:
+        if spec.state not in CLOSED_STATES:
+            continue
+        campaign = db.session.scalar(select(Campaign).where(Campaign.slug == spec.slug))
+        if campaign is not None and campaign.state is not spec.state:
+            org = next(o for o in ORGS if o.key == spec.org)
+            owner = db.session.scalar(select(User).where(User.email == org.owner))
+            _walk(campaign, spec, owner, operator, now, close=True)
+    db.session.commit()
 
 
 def seed_demo(now: datetime | None = None) -> SeedResult:
-    """Create whatever demo rows are missing, in one transaction; returns what was created."""
+    """Create whatever demo rows are missing and place the demo pledges; returns what was created.
+
+    Users, organisations and campaigns are written in one transaction; cards, investor
+    profiles and pledges then go through their services, which commit one use case each.
+    """
     now = now or utcnow()
     result = SeedResult()
+    password_hash = functools.cache(lambda: hash_password(DEMO_PASSWORD))  # scrypt once, only if needed
     begin_write()
-    password_hash = hash_password(DEMO_PASSWORD)
-    users = {spec.email: _user(spec, password_hash, result) for spec in USERS}
+    users = {spec.email: _user(spec, password_hash, result) for spec in (*USERS, *BACKERS)}
     operator = users["operator@healthfund.test"]
     orgs = {spec.key: _organisation(spec, users, operator, now, result) for spec in ORGS}
     owners = {spec.key: users[spec.owner] for spec in ORGS}
@@ -829,24 +1138,40 @@ def seed_demo(now: datetime | None = None) -> SeedResult:
         if campaign is None:
             campaign = _campaign(spec, orgs[spec.org], owners[spec.org], operator, now)
             result.created_campaigns += 1
+        _rename_former_beneficiary(campaign, spec)
         if campaign.cover_image == cover_name(spec.slug) and _write_cover(
             campaign.cover_image, campaign.category, spec.slug
         ):
             result.covers_written += 1
     db.session.commit()
+    operator_id = operator.id
+
+    if payments.gateway_name() == "sandbox":
+        _backers_money(["backer@healthfund.test", *(b.email for b in BACKERS)], result)
+        _place_pledges(now, result)
+    else:
+        result.skipped.append("cards and pledges: the demo money needs PAYMENT_GATEWAY=sandbox")
+    _close_finished(db.session.get(User, operator_id), now)
     return result
 
 
 @demo_cli.command("seed")
 def seed_command() -> None:
-    """Create demo users, organisations and campaigns (safe to run again)."""
+    """Create demo users, organisations, campaigns and pledges (safe to run again)."""
     result = seed_demo()
     click.echo(
         f"Demo data: {result.created_users} users, {result.created_organisations} organisations and "
         f"{result.created_campaigns} campaigns created; {result.covers_written} cover images drawn."
     )
+    click.echo(
+        f"Money: {result.cards_saved} sandbox cards saved, {result.investor_profiles} investor profiles, "
+        f"{result.pledges_placed} pledges placed."
+    )
+    for line in result.skipped:
+        click.echo(f"  skipped: {line}")
     click.echo("")
     click.echo(f"Log in with any of these e-mails and the password: {DEMO_PASSWORD}")
-    width = max(len(u.email) for u in USERS)
-    for user in USERS:
-        click.echo(f"  {user.email:<{width}}  {user.what}")
+    rows = [(u.email, u.what) for u in USERS] + [("backer1 … backer12@healthfund.test", "Demo backers")]
+    width = max(len(email) for email, _ in rows)
+    for email, what in rows:
+        click.echo(f"  {email:<{width}}  {what}")
