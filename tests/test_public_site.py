@@ -444,3 +444,27 @@ def test_patient_names_are_shortened_for_the_public(name, shown):
     from crowdfund.campaigns.models import mask_name
 
     assert mask_name(name) == shown
+
+
+def test_campaign_page_links_its_money_trail_and_the_trail_exists(client):
+    c = make_campaign(slug="traceable")
+    html = client.get("/campaigns/traceable").get_data(as_text=True)
+    assert 'href="/campaigns/traceable/money-trail"' in html
+    assert client.get("/campaigns/traceable/money-trail").status_code == 200
+    assert client.get("/campaigns/traceable/money-trail.json").get_json() is not None
+    assert c.is_public
+
+
+def test_members_find_the_dashboard_and_payout_pages_from_their_own_pages(client):
+    from tests.factories import login, make_org, make_user
+
+    owner = make_user()
+    org = make_org(owner)
+    c = make_campaign(org=org, slug="mine")
+    login(client, owner)
+    assert f'href="/studio/{c.id}/dashboard"' in client.get("/studio").get_data(as_text=True)
+    assert client.get(f"/studio/{c.id}/dashboard").status_code == 200
+    assert f'href="/organisations/{org.id}/payouts"' in client.get(f"/organisations/{org.id}").get_data(
+        as_text=True
+    )
+    assert client.get(f"/organisations/{org.id}/payouts").status_code == 200
