@@ -431,21 +431,23 @@ def test_bad_idempotency_key_is_refused(db, client, headers, reward, key):
 
 
 @pytest.mark.parametrize(
-    "state,code",
+    "state,status,code",
     [
-        (CampaignState.DRAFT, "campaign_not_open"),
-        (CampaignState.SUBMITTED, "campaign_not_open"),
-        (CampaignState.SUSPENDED, "campaign_not_open"),
-        (CampaignState.SUCCEEDED, "campaign_closed"),
-        (CampaignState.FAILED, "campaign_closed"),
-        (CampaignState.CANCELLED, "campaign_closed"),
+        # Not public: as if it did not exist (a draft's existence never leaks).
+        (CampaignState.DRAFT, 404, "not_found"),
+        (CampaignState.SUBMITTED, 404, "not_found"),
+        (CampaignState.SUSPENDED, 404, "not_found"),
+        (CampaignState.CANCELLED, 404, "not_found"),
+        (CampaignState.SUCCEEDED, 409, "campaign_closed"),
+        (CampaignState.FAILED, 409, "campaign_closed"),
     ],
 )
-def test_pledge_to_a_campaign_that_is_not_open(db, client, headers, state, code):
+def test_pledge_to_a_campaign_that_is_not_open(db, client, headers, state, status, code):
     campaign = make_campaign(state=state)
     before = snapshot(campaign)
-    r = post_pledge(client, headers, {"campaign": campaign.id, "tier_id": campaign.tiers[0].id})
-    assert (r.status_code, r.json["error"]["code"]) == (409, code)
+    for ref in (campaign.id, campaign.slug):
+        r = post_pledge(client, headers, {"campaign": ref, "tier_id": campaign.tiers[0].id})
+        assert (r.status_code, r.json["error"]["code"]) == (status, code)
     assert snapshot(campaign) == before
 
 

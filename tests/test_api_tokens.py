@@ -144,8 +144,8 @@ def test_revoke_someone_elses_token_on_the_page_changes_nothing(db, client):
     owner = make_user()
     created = service.create_token(owner, "mine")
     login(client, make_user())
-    r = client.post(f"/account/tokens/{created.token.id}/revoke", follow_redirects=True)
-    assert b"does not exist" in r.data
+    r = client.post(f"/account/tokens/{created.token.id}/revoke")
+    assert r.status_code == 404
     db.session.expire_all()
     assert db.session.get(ApiToken, created.token.id).revoked_at is None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import func, select
+from werkzeug.routing.converters import NumberConverter
 
 from crowdfund.accounts.models import Organisation, Role, User
 from tests.factories import PASSWORD, login, make_user
@@ -89,7 +90,7 @@ def _sample_path(rule) -> str:
     for name in rule.arguments:
         converter = rule._converters[name]
         kind = type(converter).__name__
-        if kind in ("IntegerConverter", "NumberConverter", "FloatConverter"):
+        if isinstance(converter, NumberConverter):
             values[name] = 1
         elif kind == "UUIDConverter":
             values[name] = "00000000-0000-0000-0000-000000000001"

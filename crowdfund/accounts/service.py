@@ -417,7 +417,8 @@ def set_verification_status(
 ) -> Organisation:
     """An operator marks an organisation verified, rejected or unverified.
 
-    Verified and rejected record who decided and when; unverified clears both.
+    Verified and rejected record who decided and when; unverified clears both. An
+    operator never decides about an organisation they belong to.
     """
     if operator is None or not operator.is_operator:
         raise Forbidden("Only operators can verify organisations.")
@@ -434,6 +435,9 @@ def set_verification_status(
     if org is None:
         db.session.rollback()
         raise NotFound("We could not find that organisation.")
+    if org.has_member(operator):
+        db.session.rollback()
+        raise Forbidden("You belong to this organisation; another operator must verify it.")
     org.verification_status = status
     if status is VerificationStatus.UNVERIFIED:
         org.verified_at = None

@@ -67,7 +67,7 @@ def terms_to_dict(campaign: Campaign) -> dict[str, Any] | None:
         t = campaign.donation_terms
         # The patient's name and documents stay off the API: health data is private.
         return {
-            "beneficiary_name": t.beneficiary_name,
+            "beneficiary_name": t.public_beneficiary_name,
             "is_patient_aid": t.is_patient_aid,
             "hospital_name": t.hospital_name,
         }

@@ -22,7 +22,7 @@ from crowdfund.api import parsing
 from crowdfund.api.openapi import openapi_document
 from crowdfund.api.serialise import campaign_to_dict, pledge_to_dict
 from crowdfund.api.service import authenticate
-from crowdfund.campaigns.models import Campaign, CampaignKind, HealthCategory
+from crowdfund.campaigns.models import PUBLIC_STATES, Campaign, CampaignKind, HealthCategory
 from crowdfund.engine import service as engine
 from crowdfund.errors import DomainError, NotFound, ValidationError
 from crowdfund.extensions import csrf, db
@@ -231,9 +231,11 @@ def get_campaign(ref: str):
 
 
 def _campaign_for_pledge(ref: int | str) -> tuple[int, str]:
-    """(id, currency) of the campaign a new pledge names; NotFound when there is none."""
+    """(id, currency) of the public campaign a new pledge names; NotFound otherwise (drafts too)."""
     column = Campaign.id if isinstance(ref, int) else Campaign.slug
-    row = db.session.execute(select(Campaign.id, Campaign.currency).where(column == ref)).first()
+    row = db.session.execute(
+        select(Campaign.id, Campaign.currency).where(column == ref, Campaign.state.in_(PUBLIC_STATES))
+    ).first()
     if row is None:
         raise NotFound("There is no campaign with that id or slug.", field="campaign")
     return row.id, row.currency
@@ -259,10 +261,8 @@ def create_pledge():
     parsing.refuse_unknown(data, PLEDGE_FIELDS)
     key = parsing.idempotency_key(request.headers.get("Idempotency-Key"))
     ref = parsing.campaign_ref(data)
-    if isinstance(ref, int) and data.get("amount") is None and data.get("extra") is None:
-        campaign_id, currency = ref, ""  # nothing to check against the currency: the engine looks it up
-    else:
-        campaign_id, currency = _campaign_for_pledge(ref)
+    # Only public campaigns: a draft's id or slug is "not found", as on GET /campaigns/<ref>.
+    campaign_id, currency = _campaign_for_pledge(ref)
     req = engine.PledgeRequest(
         amount=parsing.money(data, "amount", currency),
         tier_id=parsing.integer(data, "tier_id"),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, make_response, redirect, render_template, url_for
+from flask import Blueprint, abort, flash, make_response, redirect, render_template, url_for
 from flask_login import current_user, login_required
 
 from crowdfund.accounts.views import add_account_link
@@ -63,6 +63,8 @@ def revoke(token_id: int):
     try:
         token = service.revoke_token(current_user, token_id)
     except DomainError as exc:
+        if exc.status == 404:  # another user's token, or none: nothing to say about it
+            abort(404)
         flash(exc.message, "error")
         return redirect(url_for("tokens.index"), 303)
     flash(f"Token “{token.name}” is revoked; requests using it are refused from now on.", "success")

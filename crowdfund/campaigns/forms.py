@@ -12,7 +12,6 @@ from wtforms import (
     BooleanField,
     DateField,
     DateTimeLocalField,
-    IntegerField,
     RadioField,
     SelectField,
     StringField,
@@ -38,6 +37,7 @@ from crowdfund.campaigns.service import (
     TERM_FIELDS,
 )
 from crowdfund.money import Money
+from crowdfund.web.fields import WholeNumberField
 
 AMOUNT_LENGTH = 30
 DATETIME_FORMAT = "%Y-%m-%dT%H:%M"
@@ -158,7 +158,7 @@ class DebtCampaignForm(CampaignForm):
     annual_rate = StringField(
         "Annual interest rate (%)", [NeededToSubmit(), Length(max=10)], description="Like 8.5"
     )
-    term_months = IntegerField(
+    term_months = WholeNumberField(
         "Term (months)",
         [NeededToSubmit(), NumberRange(min=1, max=MAX_TERM_MONTHS)],
         description="Repaid monthly.",
@@ -264,7 +264,7 @@ class TierForm(FlaskForm):
     )
     description = TextAreaField("What backers get", [Optional(), Length(max=MAX_TIER_DESCRIPTION_LENGTH)])
     price = _amount("Price", required=True)
-    quantity_limit = IntegerField(
+    quantity_limit = WholeNumberField(
         "Quantity available",
         [Optional(), NumberRange(min=1, max=MAX_TIER_QUANTITY)],
         description="Leave empty for no limit.",

@@ -1,9 +1,11 @@
 """Cover images: checked by content, re-encoded, stored under a random name.
 
-An upload is trusted for nothing: its name and declared type are ignored, Pillow decides
-what it is (JPEG, PNG or WebP only), images that would decode to too many pixels are
-refused before decoding, and what we keep is a fresh JPEG (no EXIF, no metadata, no
-trailing bytes) cropped to 16:9 and at most 1600×900, under UPLOAD_DIR/covers/<32 hex>.jpg.
+An upload is trusted for nothing: its name and declared type are ignored, a file that
+carries web page markup (an HTML/SVG polyglot: a real image header with a page after it)
+is refused, Pillow decides what it is (JPEG, PNG or WebP only), images that would decode
+to too many pixels are refused before decoding, and what we keep is a fresh JPEG (no
+EXIF, no metadata, no trailing bytes) cropped to 16:9 and at most 1600×900, under
+UPLOAD_DIR/covers/<32 hex>.jpg.
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ MIN_COVER_SIZE = (320, 180)
 MAX_COVER_PIXELS = 40_000_000
 JPEG_QUALITY = 85
 _NAME = re.compile(r"[0-9a-f]{32}\.jpg")
+#: Tags that make a file a web page as well as an image; image metadata (XMP) has none of them.
+_MARKUP = re.compile(
+    rb"<(?:!doctype|html|head|body|script|iframe|object|embed|svg|\?xml-stylesheet)[\s>/]", re.I
+)
 
 
 def random_token() -> str:
@@ -83,6 +89,12 @@ def prepare_cover(data: bytes) -> bytes:
         raise ValidationError(
             f"The image is too large: at most {limit // (1024 * 1024) or 1} MB.",
             code="image_too_large",
+            field="image",
+        )
+    if _MARKUP.search(data):
+        raise ValidationError(
+            "That file contains web page code (HTML, SVG or script). Upload a plain JPEG, PNG or WebP photo.",
+            code="image_has_markup",
             field="image",
         )
     with warnings.catch_warnings():

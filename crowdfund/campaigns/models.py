@@ -328,9 +328,22 @@ class DonationTerms(db.Model):
         """The patient's name as the public sees it: "Li W." or "王**", never in full."""
         return mask_name(self.patient_name) if self.patient_name else None
 
+    @property
+    def public_beneficiary_name(self) -> str:
+        """The beneficiary as the public sees it. For patient aid the beneficiary is the
+        patient, whose name is never shown in full (campaigners often type it here too)."""
+        if not self.is_patient_aid:
+            return self.beneficiary_name
+        if self.patient_name:
+            return self.public_patient_name
+        return mask_name(self.beneficiary_name) if self.beneficiary_name else ""
+
 
 def mask_name(name: str) -> str:
+    """A name shortened for the public: Li Wei -> Li W., 王小明 -> 王**."""
     parts = name.split()
+    if not parts:
+        return ""
     if len(parts) > 1:
         return parts[0] + " " + " ".join(f"{p[0]}." for p in parts[1:])
     return name[0] + "*" * (len(name) - 1)

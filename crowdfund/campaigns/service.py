@@ -336,6 +336,9 @@ def _text(value: Any, field: str, max_length: int, errors: dict[str, str], label
     if _blank(value):
         return None
     text = str(value).strip()
+    if "\x00" in text:  # PostgreSQL cannot store it, and no one types it
+        errors[field] = f"{label} contains a NUL character; remove it."
+        return None
     if len(text) > max_length:
         errors[field] = f"{label} can be at most {max_length:,} characters (it has {len(text):,})."
         return None

@@ -13,7 +13,6 @@ from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
     HiddenField,
-    IntegerField,
     RadioField,
     SelectField,
     StringField,
@@ -23,6 +22,8 @@ from wtforms.validators import InputRequired, Length, NumberRange, Optional
 
 from crowdfund.engine.service import MAX_ADDRESS_LENGTH, MAX_MESSAGE_LENGTH, PledgeRequest
 from crowdfund.money import Money, MoneyError
+from crowdfund.web.converters import parse_id
+from crowdfund.web.fields import WholeNumberField
 
 NO_REWARD = "none"
 
@@ -51,8 +52,7 @@ class _PledgeForm(FlaskForm):
     payment_method_id = SelectField("Card", coerce=str, validate_choice=False)
 
     def method_id(self) -> int | None:
-        value = (self.payment_method_id.data or "").strip()
-        return int(value) if value.isdigit() else None
+        return parse_id(self.payment_method_id.data)
 
     def ensure_token(self) -> None:
         if not (self.token.data or "").strip():
@@ -61,7 +61,7 @@ class _PledgeForm(FlaskForm):
 
 class RewardPledgeForm(_PledgeForm):
     tier = RadioField("Reward", validate_choice=False, validators=[InputRequired("Choose a reward.")])
-    quantity = IntegerField("Quantity", default=1, validators=[Optional(), NumberRange(min=1, max=1000)])
+    quantity = WholeNumberField("Quantity", default=1, validators=[Optional(), NumberRange(min=1, max=1000)])
     amount = StringField("Amount", description="For “no reward”: what you want to give.")
     extra = StringField("Extra on top", description="Optional: add something on top of the reward price.")
     shipping_address = TextAreaField(
@@ -73,10 +73,10 @@ class RewardPledgeForm(_PledgeForm):
         tier_value = (self.tier.data or "").strip()
         tier_id = None
         if tier_value != NO_REWARD:
-            if not tier_value.isdigit():
+            tier_id = parse_id(tier_value)
+            if tier_id is None:
                 self.tier.errors.append("Choose a reward.")
                 return None
-            tier_id = int(tier_value)
         amount = parse_money(self.amount, currency, required=tier_id is None)
         extra = parse_money(self.extra, currency, required=False) if tier_id is not None else None
         if self.amount.errors or self.extra.errors:
@@ -93,7 +93,7 @@ class RewardPledgeForm(_PledgeForm):
 
 
 class EquityPledgeForm(_PledgeForm):
-    shares = IntegerField(
+    shares = WholeNumberField(
         "Number of shares", validators=[InputRequired("Enter a whole number of shares."), NumberRange(min=1)]
     )
     risk = BooleanField(

@@ -293,6 +293,8 @@ def _quantity(value) -> int:
 
 def _text(value: str | None, limit: int, field: str, what: str) -> str | None:
     text = (value or "").strip()
+    if "\x00" in text:  # PostgreSQL cannot store it, and no one types it
+        raise ValidationError(f"The {what} contains a NUL character; remove it.", field=field)
     if len(text) > limit:
         raise ValidationError(f"The {what} can be at most {limit} characters.", field=field)
     return text or None
@@ -414,6 +416,9 @@ def _equity_terms(user, campaign: Campaign, req: PledgeRequest, now: datetime) -
     if req.shares is not None:
         if isinstance(req.shares, bool) or not isinstance(req.shares, int) or req.shares < 1:
             raise ValidationError("Enter a whole number of shares, at least 1.", field="shares")
+        maximum = Money.from_major(current_app.config["PLEDGE_MAXIMUM"], campaign.currency)
+        if price.amount * req.shares > maximum.amount:  # before Money, which refuses absurd sums
+            raise ValidationError(f"That is too many shares: at most {maximum} per pledge.", field="shares")
         amount = _amount(price * req.shares, campaign, field="shares")
     else:
         amount = _amount(req.amount, campaign, field="amount")
@@ -525,9 +530,10 @@ def _clean_token(token: str | None) -> str | None:
     token = str(token).strip()
     if not token:
         return None
-    if len(token) > MAX_TOKEN_LENGTH:
+    if len(token) > MAX_TOKEN_LENGTH or "\x00" in token:
         raise ValidationError(
-            f"The idempotency token can be at most {MAX_TOKEN_LENGTH} characters.", field="idempotency_token"
+            f"The idempotency token is at most {MAX_TOKEN_LENGTH} characters, none of them NUL.",
+            field="idempotency_token",
         )
     return token
 

@@ -9,6 +9,7 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from flask_login import current_user, login_required
 from werkzeug.routing import BuildError
 
+from crowdfund.accounts.views import add_account_link, safe_next_url
 from crowdfund.campaigns.models import Campaign, CampaignKind
 from crowdfund.engine import reports, service
 from crowdfund.engine.forms import (
@@ -31,6 +32,15 @@ from crowdfund.money import CURRENCIES, Money
 from crowdfund.web import catalogue
 
 bp = Blueprint("engine", __name__)
+
+add_account_link(
+    "My pledges", "engine.my_pledges", "Everything you back, invest in, lend or give; change or cancel it."
+)
+add_account_link(
+    "Investor profile",
+    "engine.investor_profile",
+    "Income and net worth that set your 12-month limit for equity and debt.",
+)
 
 FORMS = {
     CampaignKind.REWARD: RewardPledgeForm,
@@ -311,12 +321,6 @@ def cancel(pledge_id: int):
 # ---------------------------------------------------------------------------
 
 
-def _safe_next(target: str | None) -> str | None:
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return None
-
-
 @bp.route("/account/investor", methods=["GET", "POST"])
 @login_required
 def investor_profile():
@@ -349,7 +353,7 @@ def investor_profile():
                 _attach_error(form, exc)
             else:
                 flash("Your investor profile is saved.", "success")
-                return redirect(_safe_next(request.args.get("next")) or url_for("engine.investor_profile"))
+                return redirect(safe_next_url(request.args.get("next")) or url_for("engine.investor_profile"))
         status = 422
     else:
         status = 422

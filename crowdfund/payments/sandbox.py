@@ -224,7 +224,7 @@ def parse_expiry(text: str, now: datetime | None = None) -> tuple[int, int]:
 def normalise_number(text: str) -> str:
     """Digits only; CardError for anything that cannot be a card number."""
     digits = re.sub(r"[\s-]", "", text or "")
-    if not digits.isdigit() or not 12 <= len(digits) <= 19:
+    if not (digits.isascii() and digits.isdigit()) or not 12 <= len(digits) <= 19:
         raise CardError("Enter the 12 to 19 digits of the card number.", "invalid_number", "number")
     if not luhn_ok(digits):
         raise CardError("That card number is not valid. Check the digits.", "invalid_number", "number")
@@ -324,7 +324,7 @@ class SandboxGateway:
         number = normalise_number(data.get("number", ""))
         exp_month, exp_year = parse_expiry(data.get("expiry", ""))
         cvc = (data.get("cvc") or "").strip()
-        if not cvc.isdigit() or len(cvc) not in (3, 4):
+        if not (cvc.isascii() and cvc.isdigit()) or len(cvc) not in (3, 4):
             raise CardError(
                 "The security code (CVC) is the 3 or 4 digits on your card.", "invalid_cvc", "cvc"
             )

@@ -11,6 +11,10 @@ from crowdfund.money import Money
 
 
 def register_blueprints(app: Flask) -> None:
+    from crowdfund.web.converters import IdConverter
+
+    # Before any rule is added: every `<int:…>` in a URL is a bounded id.
+    app.url_map.converters["int"] = IdConverter
     from crowdfund.accounts.views import bp as accounts_bp
     from crowdfund.campaigns.views import bp as campaigns_bp
     from crowdfund.review.views import bp as review_bp
@@ -33,6 +37,9 @@ def register_blueprints(app: Flask) -> None:
 
     app.register_blueprint(payments_bp)
     register_error_pages(app)
+    from crowdfund.web.guards import register_input_guards
+
+    register_input_guards(app)
 
 
 def register_error_pages(app: Flask) -> None:
