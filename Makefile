@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app app
 export HEALTHFUND_ENV ?= development
+# Two pytest workers (pytest-xdist): the machine has two cores.
+PYTEST_ARGS ?= -n 2
 
 .PHONY: run test test-sqlite test-postgres lint venv clean
 
