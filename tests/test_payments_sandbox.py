@@ -201,6 +201,12 @@ def test_sandbox_gateway_replays_a_key_and_refuses_reuse(app):
     assert one.gateway_id == two.gateway_id and two.outcome is ChargeOutcome.SUCCEEDED
     assert other.outcome is ChargeOutcome.PERMANENT and other.failure_code == "idempotency_key_reused"
     assert count(SandboxCharge) == 1
+    refund = dict(charge_id=one.gateway_id, idempotency_key="r1", metadata={})
+    first = gw.refund(amount=Money(40, "CNY"), **refund)
+    again = gw.refund(amount=Money(40, "CNY"), **refund)
+    changed = gw.refund(amount=Money(60, "CNY"), **refund)
+    assert first.gateway_id == again.gateway_id and again.outcome is ChargeOutcome.SUCCEEDED
+    assert changed.failure_code == "idempotency_key_reused"
 
 
 def test_a_declined_charge_is_not_retried_by_the_same_key(app):

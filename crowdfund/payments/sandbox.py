@@ -289,6 +289,18 @@ def _simple_result(obj: SandboxRefund | SandboxPayout) -> GatewayResult:
     )
 
 
+def _replay(session, model, idempotency_key: str, result, **expected) -> GatewayResult | None:
+    """The stored answer for a key already used (None if it is new).
+
+    The same key with other content (`expected` column values) is refused, as Stripe does.
+    """
+    existing = session.scalars(select(model).where(model.idempotency_key == idempotency_key)).first()
+    if existing is None:
+        return None
+    same = all(getattr(existing, name) == value for name, value in expected.items())
+    return result(existing) if same else _key_reused()
+
+
 def _key_reused() -> GatewayResult:
     return GatewayResult(
         ChargeOutcome.PERMANENT,
@@ -385,16 +397,17 @@ class SandboxGateway:
         metadata: dict[str, str],
     ) -> GatewayResult:
         with _sandbox_transaction() as s:
-            existing = s.scalars(
-                select(SandboxCharge).where(SandboxCharge.idempotency_key == idempotency_key)
-            ).first()
-            if existing is not None:
-                same = (existing.amount, existing.currency, existing.card_id) == (
-                    amount.amount,
-                    amount.currency,
-                    payment_method_id,
-                )
-                return _charge_result(existing) if same else _key_reused()
+            replayed = _replay(
+                s,
+                SandboxCharge,
+                idempotency_key,
+                _charge_result,
+                amount=amount.amount,
+                currency=amount.currency,
+                card_id=payment_method_id,
+            )
+            if replayed is not None:
+                return replayed
             card = s.get(SandboxCard, payment_method_id)
             charge = SandboxCharge(
                 id=_new_id("sbch"),
@@ -420,16 +433,17 @@ class SandboxGateway:
         self, *, charge_id: str, amount: Money, idempotency_key: str, metadata: dict[str, str]
     ) -> GatewayResult:
         with _sandbox_transaction() as s:
-            existing = s.scalars(
-                select(SandboxRefund).where(SandboxRefund.idempotency_key == idempotency_key)
-            ).first()
-            if existing is not None:
-                same = (existing.charge_id, existing.amount, existing.currency) == (
-                    charge_id,
-                    amount.amount,
-                    amount.currency,
-                )
-                return _simple_result(existing) if same else _key_reused()
+            replayed = _replay(
+                s,
+                SandboxRefund,
+                idempotency_key,
+                _simple_result,
+                charge_id=charge_id,
+                amount=amount.amount,
+                currency=amount.currency,
+            )
+            if replayed is not None:
+                return replayed
             charge = s.get(SandboxCharge, charge_id, with_for_update=True)
             if charge is None or charge.status != "succeeded":
                 return GatewayResult(
@@ -474,16 +488,17 @@ class SandboxGateway:
         metadata: dict[str, str],
     ) -> GatewayResult:
         with _sandbox_transaction() as s:
-            existing = s.scalars(
-                select(SandboxPayout).where(SandboxPayout.idempotency_key == idempotency_key)
-            ).first()
-            if existing is not None:
-                same = (existing.destination, existing.amount, existing.currency) == (
-                    destination,
-                    amount.amount,
-                    amount.currency,
-                )
-                return _simple_result(existing) if same else _key_reused()
+            replayed = _replay(
+                s,
+                SandboxPayout,
+                idempotency_key,
+                _simple_result,
+                destination=destination,
+                amount=amount.amount,
+                currency=amount.currency,
+            )
+            if replayed is not None:
+                return replayed
             if s.get(SandboxAccount, destination) is None:
                 return GatewayResult(
                     ChargeOutcome.PERMANENT,
