@@ -12,6 +12,7 @@ import os
 import uuid
 
 import pytest
+from flask import g
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -80,6 +81,14 @@ def app_config(_schema, tmp_path):
 @pytest.fixture
 def app(app_config):
     app = create_app(app_config)
+
+    @app.before_request
+    def _fresh_request_state():
+        # The test keeps one app context open across requests, so `g` outlives each
+        # request here (in production it does not): drop the user Flask-Login caches
+        # in it, as a new request would.
+        g.pop("_login_user", None)
+
     with app.app_context():
         yield app
         _db.session.remove()

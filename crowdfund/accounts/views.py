@@ -11,7 +11,6 @@ from flask import (
     abort,
     current_app,
     flash,
-    g,
     redirect,
     render_template,
     request,
@@ -53,17 +52,6 @@ def load_user(session_id: str) -> User | None:
     if user is None or user.session_token != token:
         return None
     return user
-
-
-@bp.before_app_request
-def _forget_cached_user() -> None:
-    """Load the user afresh for every request.
-
-    Flask-Login caches the user in `g`, which lives as long as the app context; when
-    one app context serves several requests (the test suite, CLI scripts) the cache
-    would otherwise leak one request's user into the next.
-    """
-    g.pop("_login_user", None)
 
 
 # ---------------------------------------------------------------------------
