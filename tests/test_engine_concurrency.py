@@ -179,7 +179,7 @@ def test_double_submitted_form_creates_one_pledge(app):
 def test_retry_on_lock_runs_the_use_case_again_only_for_lock_errors(app):
     from sqlalchemy.exc import OperationalError
 
-    from crowdfund.engine.retry import retry_on_lock
+    from crowdfund.database import retry_on_lock
 
     calls = []
 

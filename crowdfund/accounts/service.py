@@ -27,7 +27,7 @@ from crowdfund.accounts.models import (
     VerificationStatus,
 )
 from crowdfund.accounts.passwords import MIN_PASSWORD_LENGTH, hash_password, verify_password
-from crowdfund.database import begin_write, lock_for_update
+from crowdfund.database import begin_write, lock
 from crowdfund.errors import Conflict, Forbidden, NotFound, ValidationError
 from crowdfund.extensions import db
 from crowdfund.models_base import utcnow
@@ -102,7 +102,7 @@ def _check_printable(value: str, field: str, label: str, allow_newlines: bool = 
     allowed = "\n\r\t" if allow_newlines else ""
     if any((ord(ch) < 32 or 0x7F <= ord(ch) < 0xA0) and ch not in allowed for ch in value):
         raise ValidationError(
-            f"The {label} contains characters we cannot accept.", code=f"{field}_invalid", field=field
+            f"The {label} contains characters we cannot accept.", code="text_invalid", field=field
         )
     return value
 
@@ -194,7 +194,7 @@ def change_password(user_id: int, current_password: str, new_password: str) -> U
     """
     new_password = check_new_password(new_password, field="new_password")
     begin_write()
-    user = lock_for_update(User, user_id)
+    user = lock(User, user_id)
     if user is None:
         raise NotFound("That account no longer exists.")
     if not verify_password(user.password_hash, current_password or ""):
@@ -274,11 +274,11 @@ class OrganisationDetails:
 def _required_text(value: str | None, field: str, label: str, max_length: int) -> str:
     text = " ".join((value or "").split())
     if not text:
-        raise ValidationError(f"Enter the {label}.", code=f"{field}_required", field=field)
+        raise ValidationError(f"Enter the {label}.", code="required", field=field)
     _check_printable(text, field, label)
     if len(text) > max_length:
         raise ValidationError(
-            f"The {label} can be at most {max_length} characters.", code=f"{field}_too_long", field=field
+            f"The {label} can be at most {max_length} characters.", code="too_long", field=field
         )
     return text
 
@@ -393,7 +393,7 @@ def update_organisation(
     if not 0 < organisation_id <= MAX_ROW_ID:
         raise NotFound("We could not find that organisation.")
     begin_write()
-    org = lock_for_update(Organisation, organisation_id)
+    org = lock(Organisation, organisation_id)
     if org is None or not (org.has_member(user) or user.is_operator):
         db.session.rollback()
         raise NotFound("We could not find that organisation.")
@@ -431,7 +431,7 @@ def set_verification_status(
     if not 0 < organisation_id <= MAX_ROW_ID:
         raise NotFound("We could not find that organisation.")
     begin_write()
-    org = lock_for_update(Organisation, organisation_id)
+    org = lock(Organisation, organisation_id)
     if org is None:
         db.session.rollback()
         raise NotFound("We could not find that organisation.")

@@ -18,7 +18,7 @@ from sqlalchemy import and_, or_, select
 from crowdfund.campaigns.models import Campaign, CampaignKind, CampaignState, EquityTerms, FundingModel
 from crowdfund.campaigns.service import transition
 from crowdfund.database import begin_write
-from crowdfund.engine.retry import retry_on_lock
+from crowdfund.database import retry_on_lock
 from crowdfund.extensions import db
 from crowdfund.models_base import utcnow
 

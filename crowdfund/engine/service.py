@@ -35,7 +35,7 @@ from crowdfund.engine.models import (
     Pledge,
     PledgeState,
 )
-from crowdfund.engine.retry import retry_on_lock
+from crowdfund.database import retry_on_lock
 from crowdfund.errors import Conflict, DomainError, NotFound, ValidationError
 from crowdfund.extensions import db
 from crowdfund.models_base import utcnow

@@ -28,7 +28,7 @@ from flask import current_app
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from crowdfund.database import begin_write, lock_for_update
+from crowdfund.database import begin_write, lock
 from crowdfund.errors import Conflict, DomainError, Forbidden, NotFound, ValidationError
 from crowdfund.extensions import db
 from crowdfund.models_base import utcnow
@@ -703,7 +703,7 @@ def _create_refund(
         )
     _check_amount(amount)
     escrow_account = ledger.escrow_account(db.session.get(Campaign, charge_op.campaign_id))
-    lock_for_update(type(escrow_account), escrow_account.id)
+    lock(type(escrow_account), escrow_account.id)
     escrow = ledger.account_balance(escrow_account)
     in_flight = _reserved(
         OperationKind.REFUND,
@@ -806,7 +806,7 @@ def _create_payout(fields: dict) -> tuple[PaymentOperation, bool]:
         mine = (
             PaymentOperation.organisation_id == fields["organisation_id"]
         ) & PaymentOperation.provider_id.is_(None)
-    lock_for_update(type(payable), payable.id)
+    lock(type(payable), payable.id)
     owed = ledger.account_balance(payable)
     in_flight = _reserved(
         OperationKind.PAYOUT,

@@ -42,10 +42,10 @@ def review_queue() -> list[Campaign]:
 def _comment(text: str | None, required: bool, field: str, what: str) -> str:
     comment = (text or "").strip()
     if required and not comment:
-        raise ValidationError(f"Write {what}: the campaigner sees it.", code=f"{field}_required", field=field)
+        raise ValidationError(f"Write {what}: the campaigner sees it.", code="required", field=field)
     if len(comment) > MAX_COMMENT_LENGTH:
         raise ValidationError(
-            f"Keep it under {MAX_COMMENT_LENGTH:,} characters.", code=f"{field}_too_long", field=field
+            f"Keep it under {MAX_COMMENT_LENGTH:,} characters.", code="too_long", field=field
         )
     return comment
 
