@@ -115,6 +115,12 @@ class ErrorCode(enum.StrEnum):
     GATEWAY_UNAVAILABLE = "gateway_unavailable", 409, "The payment service is not answering; try again soon."
     RESOURCE_MISSING = "resource_missing", 404, "The payment service does not know that object."
     FAILED = "failed", 402, "The payment failed."
+    GATEWAY_CONFIGURATION = (
+        "gateway_configuration",
+        503,
+        "The payment service is not set up correctly; the site's operators have been told.",
+    )
+    INVALID_SIGNATURE = "invalid_signature", 400, "The request is not a correctly signed, recent event."
     # ledger
     LEDGER_ERROR = "ledger_error", 409, "The ledger refused that transaction."
     LEDGER_UNBALANCED = "ledger_unbalanced", 409, "Debits and credits must balance."
