@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from crowdfund.errors import DomainError
-from crowdfund.ledger import service
+from crowdfund.ledger import postings, service
 from crowdfund.ledger.models import (
     GENESIS_HASH,
     AccountPurpose,
@@ -23,7 +23,7 @@ from crowdfund.ledger.models import (
 from crowdfund.ledger.service import Leg
 from crowdfund.money import Money
 from tests.factories import make_campaign
-from tests.ledger_factories import charge, equity, release, transfer
+from tests.factories.ledger import equity, post_charge, release, transfer
 
 
 def count(model) -> int:
@@ -63,7 +63,7 @@ def test_bad_account_requests_are_refused(db, currency, owner_type, owner_id):
 # --- posting --------------------------------------------------------------------------
 def test_a_charge_moves_money_into_escrow_and_starts_the_chain(db):
     campaign = make_campaign()
-    txn = charge(campaign, 5_000, key="pledge:1:charge")
+    txn = post_charge(campaign, 5_000, key="pledge:1:charge")
     escrow, clearing = service.escrow_account(campaign), service.clearing_account("CNY")
 
     assert service.account_balance(escrow) == Money(5_000, "CNY")
@@ -78,7 +78,7 @@ def test_a_charge_moves_money_into_escrow_and_starts_the_chain(db):
     assert sorted((e.side.value, e.amount) for e in txn.entries) == [("credit", 5_000), ("debit", 5_000)]
     assert (escrow.entry_count, clearing.entry_count) == (1, 1)
 
-    second = charge(campaign, 2_500)
+    second = post_charge(campaign, 2_500)
     assert (second.sequence, second.prev_hash) == (2, txn.hash)
     assert service.chain_head() == (2, second.hash)
     assert service.account_balance(escrow) == Money(7_500, "CNY")
@@ -86,7 +86,7 @@ def test_a_charge_moves_money_into_escrow_and_starts_the_chain(db):
 
 def test_a_split_release_takes_the_fee_and_keeps_every_minor_unit(db):
     campaign = make_campaign()
-    charge(campaign, 10_001)
+    post_charge(campaign, 10_001)
     release(campaign, 10_001, fee=500)
     assert service.account_balance(service.escrow_account(campaign)) == Money(0, "CNY")
     assert (
@@ -157,9 +157,9 @@ def test_ledger_errors_are_domain_errors_with_codes(db):
 # --- exactly once ---------------------------------------------------------------------
 def test_posting_the_same_key_again_returns_the_first_and_changes_nothing(db):
     campaign = make_campaign()
-    first = charge(campaign, 3_000, key="pledge:9:charge")
+    first = post_charge(campaign, 3_000, key="pledge:9:charge")
     head = service.chain_head()
-    again = charge(campaign, 3_000, key="pledge:9:charge")
+    again = post_charge(campaign, 3_000, key="pledge:9:charge")
     assert again.id == first.id
     assert count(LedgerTransaction) == 1 and count(LedgerEntry) == 2
     assert service.account_balance(service.escrow_account(campaign)).amount == 3_000
@@ -169,7 +169,7 @@ def test_posting_the_same_key_again_returns_the_first_and_changes_nothing(db):
 @pytest.mark.parametrize("change", ["amount", "kind", "campaign", "account"])
 def test_the_same_key_with_different_content_is_an_error(db, change):
     campaign, other = make_campaign(), make_campaign()
-    charge(campaign, 3_000, key="pledge:9:charge")
+    post_charge(campaign, 3_000, key="pledge:9:charge")
     clearing, escrow = service.clearing_account("CNY"), service.escrow_account(campaign)
     amount, kind, campaign_id = 3_000, "charge", campaign.id
     if change == "amount":
@@ -190,7 +190,7 @@ def test_the_same_key_with_different_content_is_an_error(db, change):
 # --- non-negative accounts ------------------------------------------------------------
 def test_a_non_negative_account_cannot_be_overdrawn_and_nothing_is_written(db):
     campaign = make_campaign()
-    charge(campaign, 1_000)
+    post_charge(campaign, 1_000)
     escrow, clearing = service.escrow_account(campaign), service.clearing_account("CNY")
     head = service.chain_head()
     with pytest.raises(InsufficientFunds, match="Campaign escrow"):
@@ -214,8 +214,8 @@ def test_accounts_without_the_flag_may_go_negative(db):
 # --- reversals ------------------------------------------------------------------------
 def test_a_reversal_mirrors_the_original_and_points_at_it(db):
     campaign = make_campaign()
-    original = charge(campaign, 4_200)
-    reversal = service.reverse_transaction(original, f"{original.key}:reversal", "charged twice by mistake")
+    original = post_charge(campaign, 4_200)
+    reversal = postings.reverse_transaction(original, f"{original.key}:reversal", "charged twice by mistake")
     db.session.commit()
     assert (reversal.kind, reversal.reverses_id, reversal.campaign_id) == (
         "reversal",
@@ -228,26 +228,26 @@ def test_a_reversal_mirrors_the_original_and_points_at_it(db):
     assert service.account_balance(service.escrow_account(campaign)).amount == 0
     assert service.account_balance(service.clearing_account("CNY")).amount == 0
     # Replaying the reversal is harmless; reversing twice under another key is refused.
-    assert service.reverse_transaction(original, f"{original.key}:reversal", "again").id == reversal.id
+    assert postings.reverse_transaction(original, f"{original.key}:reversal", "again").id == reversal.id
     with pytest.raises(LedgerError, match="already been reversed"):
-        service.reverse_transaction(original, "another-key", "twice")
+        postings.reverse_transaction(original, "another-key", "twice")
     db.session.rollback()
     assert count(LedgerTransaction) == 2
 
 
 def test_a_reversal_cannot_take_back_money_that_has_moved_on(db):
     campaign = make_campaign()
-    original = charge(campaign, 1_000)
+    original = post_charge(campaign, 1_000)
     release(campaign, 1_000, fee=50)
     with pytest.raises(InsufficientFunds):
-        service.reverse_transaction(original, "rev:1", "too late")
+        postings.reverse_transaction(original, "rev:1", "too late")
     db.session.rollback()
     assert count(LedgerTransaction) == 2
 
 
 # --- append-only ----------------------------------------------------------------------
 def test_entries_and_transactions_cannot_be_changed_or_deleted_through_the_models(db):
-    txn = charge(make_campaign(), 1_000)
+    txn = post_charge(make_campaign(), 1_000)
     entry = txn.entries[0]
     entry.amount = 1
     with pytest.raises(ImmutableLedgerError):
@@ -283,8 +283,8 @@ def test_entries_and_transactions_cannot_be_changed_or_deleted_through_the_model
 # --- verification ---------------------------------------------------------------------
 def test_verify_passes_on_a_healthy_ledger_and_sums_per_currency(db):
     campaign = make_campaign()
-    charge(campaign, 1_000)
-    charge(campaign, 2_000)
+    post_charge(campaign, 1_000)
+    post_charge(campaign, 2_000)
     release(campaign, 3_000, fee=150)
     transfer(equity("USD"), service.clearing_account("USD"), 77)
     report = service.verify_ledger(batch_size=2)  # several batches
@@ -311,9 +311,9 @@ def tamper(db, sql: str, **params) -> None:
 
 def test_verify_names_the_transaction_whose_entry_was_edited(db):
     campaign = make_campaign()
-    charge(campaign, 1_000)
-    victim = charge(campaign, 2_000, key="pledge:2:charge")
-    charge(campaign, 3_000)
+    post_charge(campaign, 1_000)
+    victim = post_charge(campaign, 2_000, key="pledge:2:charge")
+    post_charge(campaign, 3_000)
     entry_id = victim.entries[0].id
     db.session.commit()
     tamper(db, "UPDATE ledger_entries SET amount = amount + 100 WHERE id = :id", id=entry_id)
@@ -327,8 +327,8 @@ def test_verify_names_the_transaction_whose_entry_was_edited(db):
 
 def test_verify_notices_a_rewritten_hash_and_a_changed_balance(db):
     campaign = make_campaign()
-    first = charge(campaign, 1_000)
-    charge(campaign, 2_000)
+    first = post_charge(campaign, 1_000)
+    post_charge(campaign, 2_000)
     first_id, first_hash = first.id, first.hash
     tamper(db, "UPDATE ledger_transactions SET hash = :h WHERE id = :id", h="f" * 64, id=first_id)
     report = service.verify_ledger()
@@ -345,9 +345,9 @@ def test_verify_notices_a_rewritten_hash_and_a_changed_balance(db):
 
 def test_verify_notices_a_deleted_transaction(db):
     campaign = make_campaign()
-    charge(campaign, 1_000)
-    middle = charge(campaign, 2_000)
-    charge(campaign, 3_000)
+    post_charge(campaign, 1_000)
+    middle = post_charge(campaign, 2_000)
+    post_charge(campaign, 3_000)
     tamper(db, "DELETE FROM ledger_entries WHERE transaction_id = :id", id=middle.id)
     tamper(db, "DELETE FROM ledger_transactions WHERE id = :id", id=middle.id)
     report = service.verify_ledger()

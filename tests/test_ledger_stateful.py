@@ -24,7 +24,7 @@ from hypothesis.stateful import (
 from sqlalchemy import case, func, select, text
 
 from crowdfund.extensions import db
-from crowdfund.ledger import service
+from crowdfund.ledger import postings, service
 from crowdfund.ledger.models import (
     AccountPurpose,
     IdempotencyConflict,
@@ -174,7 +174,7 @@ class LedgerMachine(RuleBasedStateMachine):
         before = self._snapshot()
         if target.txn_id in self.reversed:
             with pytest.raises(LedgerError, match="already been reversed"):
-                service.reverse_transaction(original, key, "again")
+                postings.reverse_transaction(original, key, "again")
             db.session.rollback()
             assert self._snapshot() == before
             return
@@ -182,11 +182,11 @@ class LedgerMachine(RuleBasedStateMachine):
         after = self._effect(mirrored)
         if self._would_overdraw(after):
             with pytest.raises(InsufficientFunds):
-                service.reverse_transaction(original, key, "correction")
+                postings.reverse_transaction(original, key, "correction")
             db.session.rollback()
             assert self._snapshot() == before
             return
-        txn = service.reverse_transaction(original, key, "correction")
+        txn = postings.reverse_transaction(original, key, "correction")
         db.session.commit()
         assert txn.reverses_id == target.txn_id
         self.model = after

@@ -10,12 +10,12 @@ from sqlalchemy import event
 
 from crowdfund.accounts.models import Role
 from crowdfund.campaigns.models import CampaignState
-from crowdfund.ledger import service, views
+from crowdfund.ledger import postings, service, views
 from crowdfund.ledger.models import LedgerError, canonical_content
 from crowdfund.ledger.service import Leg
 from crowdfund.money import Money
 from tests.factories import login, make_campaign, make_user
-from tests.ledger_factories import charge, release, transfer
+from tests.factories.ledger import post_charge, release, transfer
 from tests.test_ledger import tamper
 
 
@@ -34,8 +34,8 @@ def funded_campaign():
     """A campaign with two charges, a refund to a wallet and a release with a fee."""
     backer = make_user(name="Zhang Secretname", email="zhang.secret@example.org")
     campaign = make_campaign(title="Portable ECG")
-    charge(campaign, 10_000, key=f"pledge:{backer.id}:charge")
-    charge(campaign, 5_000)
+    post_charge(campaign, 10_000, key=f"pledge:{backer.id}:charge")
+    post_charge(campaign, 5_000)
     refund_to_wallet(campaign, backer.id, 2_000)
     release(campaign, 8_000, fee=400)
     return campaign, backer
@@ -95,7 +95,7 @@ def test_the_json_trail_lets_anyone_recompute_each_hash(client, db):
 
 
 def test_canonical_content_matches_the_published_recipe(db):
-    txn = charge(make_campaign(), 100)
+    txn = post_charge(make_campaign(), 100)
     document = json.loads(txn.canonical_content())
     assert sorted(document) == sorted(
         [
@@ -145,9 +145,9 @@ def test_campaigns_the_public_cannot_see_have_no_trail(client, db, state):
 
 def test_reversals_show_as_corrections_and_the_figures_still_add_up(client, db):
     campaign = make_campaign()
-    first = charge(campaign, 3_000)
-    charge(campaign, 1_000)
-    service.reverse_transaction(first, "fix:1", "duplicate charge")
+    first = post_charge(campaign, 3_000)
+    post_charge(campaign, 1_000)
+    postings.reverse_transaction(first, "fix:1", "duplicate charge")
     db.session.commit()
     figures = client.get(f"/campaigns/{campaign.slug}/money-trail.json").get_json()["figures"]
     assert figures["money_in"]["amount"] == 4_000
@@ -173,10 +173,10 @@ def test_the_trail_is_paginated_and_its_query_count_does_not_grow(client, db, mo
         return len([s for s in statements if s.lstrip().upper().startswith("SELECT")])
 
     for _ in range(3):
-        charge(campaign, 100)
+        post_charge(campaign, 100)
     few = queries_for(f"/campaigns/{campaign.slug}/money-trail")
     for _ in range(9):
-        charge(campaign, 100)
+        post_charge(campaign, 100)
     many = queries_for(f"/campaigns/{campaign.slug}/money-trail")
     assert many == few
     body = client.get(f"/campaigns/{campaign.slug}/money-trail.json?page=2").get_json()
@@ -187,7 +187,7 @@ def test_the_trail_is_paginated_and_its_query_count_does_not_grow(client, db, mo
 
 def test_the_chain_json_lists_every_link(client, db):
     campaign = make_campaign()
-    txns = [charge(campaign, 100 + i) for i in range(3)]
+    txns = [post_charge(campaign, 100 + i) for i in range(3)]
     body = client.get("/ledger/chain.json").get_json()
     assert [link["hash"] for link in body["links"]] == [t.hash for t in txns]
     assert body["links"][1]["prev_hash"] == body["links"][0]["hash"]
@@ -207,7 +207,7 @@ def test_the_money_trail_link_partial_points_at_the_trail(app, db):
     "url", ["/operator/ledger", "/operator/ledger/transactions", "/operator/ledger/transactions/1"]
 )
 def test_operator_pages_are_for_operators(client, db, url):
-    charge(make_campaign(), 100)
+    post_charge(make_campaign(), 100)
     assert client.get(url).status_code in (302, 401)
     login(client, make_user())
     assert client.get(url).status_code == 403
@@ -267,8 +267,8 @@ def test_flask_ledger_verify_prints_a_summary_and_exits_zero(app, db):
 
 def test_flask_ledger_verify_fails_and_names_the_edited_transaction(app, db):
     campaign = make_campaign()
-    charge(campaign, 1_000)
-    victim = charge(campaign, 2_000, key="pledge:42:charge")
+    post_charge(campaign, 1_000)
+    victim = post_charge(campaign, 2_000, key="pledge:42:charge")
     entry_id = victim.entries[0].id
     tamper(db, "UPDATE ledger_entries SET amount = 1 WHERE id = :id", id=entry_id)
     result = app.test_cli_runner().invoke(args=["ledger", "verify"])

@@ -123,16 +123,45 @@ class Side(enum.Enum):
     CREDIT = "credit"
 
 
+class TransactionKind(enum.StrEnum):
+    """What a ledger transaction is: one kind per movement in `crowdfund.ledger.postings`.
+
+    The kind and the idempotency key identify a movement; the public pages render its
+    label from the kind (never from the stored description).
+    """
+
+    #: A backer's card payment: payment processor clearing -> the campaign's escrow.
+    CHARGE = "charge"
+    #: A refund of a charge: the campaign's escrow -> clearing.
+    REFUND = "refund"
+    #: Settlement releases escrow to the organisation, less the platform fee (one transaction).
+    RELEASE = "release"
+    #: Money paid out to an organisation or provider: their payable -> clearing.
+    PAYOUT = "payout"
+    #: What the payment processor charged the platform: processing fee expense -> clearing.
+    PROCESSING_FEE = "processing_fee"
+    #: A borrower's loan repayment: clearing -> the lenders' wallets.
+    REPAYMENT = "repayment"
+    #: An operator's movement between two accounts (opening balances, corrections).
+    TRANSFER = "transfer"
+    #: The mirror image of an earlier transaction, pointing at it.
+    REVERSAL = "reversal"
+
+    @property
+    def label(self) -> str:
+        return KIND_LABELS[self]
+
+
 #: Labels for transaction kinds, as the public money trail shows them.
-KIND_LABELS: dict[str, str] = {
-    "charge": "Backer payment received",
-    "refund": "Refund to backer",
-    "payout": "Paid out",
-    "fee": "Fee",
-    "release": "Released from escrow",
-    "reversal": "Correction (reversal)",
-    "transfer": "Transfer",
-    "repayment": "Loan repayment",
+KIND_LABELS: dict[TransactionKind, str] = {
+    TransactionKind.CHARGE: "Backer payment received",
+    TransactionKind.REFUND: "Refund to backer",
+    TransactionKind.RELEASE: "Released from escrow",
+    TransactionKind.PAYOUT: "Paid out",
+    TransactionKind.PROCESSING_FEE: "Payment processing fee",
+    TransactionKind.REPAYMENT: "Loan repayment",
+    TransactionKind.TRANSFER: "Transfer",
+    TransactionKind.REVERSAL: "Correction (reversal)",
 }
 
 
@@ -227,7 +256,7 @@ class LedgerTransaction(db.Model):
     sequence: Mapped[int] = mapped_column(BigInteger, unique=True)
     #: Idempotency key, e.g. "pledge:123:charge": posting it again returns this transaction.
     key: Mapped[str] = mapped_column(String(200), unique=True)
-    #: charge, refund, payout, fee, release, reversal, transfer, repayment
+    #: A `TransactionKind` value: what movement this is.
     kind: Mapped[str] = mapped_column(String(20), index=True)
     #: For operators; the public pages show the kind and the amounts, never this text.
     description: Mapped[str] = mapped_column(Text, default="")
@@ -278,7 +307,10 @@ class LedgerTransaction(db.Model):
 
     @property
     def kind_label(self) -> str:
-        return KIND_LABELS.get(self.kind, self.kind.capitalize())
+        try:
+            return TransactionKind(self.kind).label
+        except ValueError:
+            return self.kind.replace("_", " ").capitalize()
 
     def __repr__(self) -> str:
         return f"<LedgerTransaction {self.id} #{self.sequence} {self.key}>"

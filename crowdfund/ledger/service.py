@@ -19,7 +19,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import selectinload
 
-from crowdfund.database import begin_write
+from crowdfund.database import lock, unit_of_work
+from crowdfund.errors import ErrorCode
 from crowdfund.extensions import db
 from crowdfund.ledger.models import (
     CHAIN_HEAD_ID,
@@ -34,6 +35,7 @@ from crowdfund.ledger.models import (
     LedgerError,
     LedgerTransaction,
     Side,
+    TransactionKind,
     UnbalancedTransaction,
     canonical_content,
     format_timestamp,
@@ -63,13 +65,9 @@ __all__ = [
     "post_transaction",
     "processing_fee_account",
     "provider_payable_account",
-    "reverse_transaction",
     "verify_ledger",
     "wallet_account",
 ]
-
-#: Transaction kinds other packages use.
-KINDS = frozenset({"charge", "refund", "payout", "fee", "release", "reversal", "transfer", "repayment"})
 
 
 # --- accounts -------------------------------------------------------------------------
@@ -97,9 +95,9 @@ def get_account(
     try:
         currency = get_currency(currency).code
     except MoneyError as exc:
-        raise LedgerError(str(exc), code="ledger_currency") from None
+        raise LedgerError(str(exc), code=ErrorCode.LEDGER_CURRENCY) from None
     if (owner_type is None) != (owner_id is None):
-        raise LedgerError("An account owner needs both a type and an id.", code="ledger_owner")
+        raise LedgerError("An account owner needs both a type and an id.", code=ErrorCode.LEDGER_OWNER)
     code = LedgerAccount.make_code(purpose, currency, owner_type, owner_id)
     account = db.session.scalars(select(LedgerAccount).where(LedgerAccount.code == code)).one_or_none()
     if account is not None:
@@ -162,6 +160,53 @@ def account_balance(account: LedgerAccount) -> Money:
     return Money(int(amount or 0), account.currency)
 
 
+def _balance_of(
+    purpose: AccountPurpose,
+    currency: str,
+    owner_type: str | None = None,
+    owner_id: int | None = None,
+    *,
+    for_update: bool = False,
+) -> Money:
+    account = find_account(purpose, currency, owner_type, owner_id)
+    if account is None:
+        return Money.zero(currency.upper())
+    if for_update:
+        return lock(LedgerAccount, account.id).balance
+    return account_balance(account)
+
+
+def balance_of_escrow(campaign_id: int, currency: str) -> Money:
+    """What the campaign's escrow holds now (nothing before its first payment)."""
+    return _balance_of(AccountPurpose.CAMPAIGN_ESCROW, currency, "campaign", campaign_id)
+
+
+def balance_of_clearing(currency: str) -> Money:
+    """What the payment processor holds for us in `currency`, as the ledger sees it."""
+    return _balance_of(AccountPurpose.GATEWAY_CLEARING, currency)
+
+
+def balance_owed(
+    *,
+    currency: str,
+    organisation_id: int | None = None,
+    provider_id: int | None = None,
+    for_update: bool = False,
+) -> Money:
+    """What the platform owes the provider (when given), else the organisation, waiting for payout.
+
+    With `for_update` the payable account stays locked until the caller's transaction
+    ends, so payouts are checked against it one at a time.
+    """
+    if provider_id is not None:
+        return _balance_of(
+            AccountPurpose.PROVIDER_PAYABLE, currency, "provider", provider_id, for_update=for_update
+        )
+    return _balance_of(
+        AccountPurpose.ORG_PAYABLE, currency, "organisation", organisation_id, for_update=for_update
+    )
+
+
 # --- posting --------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Leg:
@@ -173,13 +218,13 @@ class Leg:
 
     def __post_init__(self) -> None:
         if self.side not in ("debit", "credit"):
-            raise LedgerError(f"A leg is a debit or a credit, not {self.side!r}.", code="ledger_side")
+            raise LedgerError(f"A leg is a debit or a credit, not {self.side!r}.", code=ErrorCode.LEDGER_SIDE)
         if not isinstance(self.amount, Money) or self.amount.amount <= 0:
-            raise LedgerError("Every ledger entry needs a positive amount.", code="ledger_amount")
+            raise LedgerError("Every ledger entry needs a positive amount.", code=ErrorCode.LEDGER_AMOUNT)
         if self.amount.currency != self.account.currency:
             raise LedgerError(
                 f"A {self.amount.currency} amount cannot go on a {self.account.currency} account.",
-                code="ledger_currency",
+                code=ErrorCode.LEDGER_CURRENCY,
             )
 
     @classmethod
@@ -206,12 +251,6 @@ def _check_balanced(legs: Sequence[Leg]) -> None:
                 f"The entries do not balance in {currency}: debits and credits differ by "
                 f"{Money(abs(diff), currency).format(with_code=True)}."
             )
-
-
-def _ensure_writer() -> None:
-    """Start a write transaction (BEGIN IMMEDIATE on SQLite) unless the caller already has one."""
-    if not db.session().in_transaction():
-        begin_write()
 
 
 def _lock_chain_head() -> LedgerChainHead:
@@ -265,65 +304,36 @@ def find_transaction(key: str) -> LedgerTransaction | None:
     return db.session.scalars(select(LedgerTransaction).where(LedgerTransaction.key == key)).one_or_none()
 
 
-def post_transaction(
-    key: str,
-    description: str,
-    legs: Sequence[Leg],
-    *,
-    campaign_id: int | None = None,
-    kind: str = "transfer",
-    reverses: LedgerTransaction | None = None,
-) -> LedgerTransaction:
-    """Post a balanced transaction exactly once under idempotency `key`; flush, don't commit.
-
-    The same key with the same legs, kind, campaign and reversed transaction returns the
-    first transaction and changes nothing; with different content it raises
-    IdempotencyConflict. An unbalanced set of legs raises UnbalancedTransaction; a
-    transaction that would take a non-negative account below zero raises
-    InsufficientFunds. In both cases nothing is written.
-
-    Call it inside the caller's use case, after `begin_write()` on SQLite and after
-    locking the caller's own rows; it takes the chain lock and then the accounts' row
-    locks in id order, held until the caller commits.
-    """
+def _checked_key(key: str) -> str:
     key = (key or "").strip()
     if not key or len(key) > 200:
         raise LedgerError(
-            "A ledger transaction needs an idempotency key of 1 to 200 characters.", code="ledger_key"
+            "A ledger transaction needs an idempotency key of 1 to 200 characters.", code=ErrorCode.LEDGER_KEY
         )
-    if kind not in KINDS:
-        raise LedgerError(f"Unknown ledger transaction kind {kind!r}.", code="ledger_kind")
-    legs = list(legs)
-    for leg in legs:
-        if leg.account.id is None:
-            raise LedgerError("Ledger accounts must come from get_account().", code="ledger_account")
-    _check_balanced(legs)
-    reverses_id = reverses.id if reverses is not None else None
+    return key
 
-    _ensure_writer()
-    # A replay needs no chain lock: the first posting is committed and never changes.
-    existing = _replay(key, legs, kind, campaign_id, reverses_id)
-    if existing is not None:
-        return existing
 
-    head = _lock_chain_head()
-    # Under the chain lock: a concurrent posting of the same key has committed or rolled back.
-    existing = _replay(key, legs, kind, campaign_id, reverses_id)
-    if existing is not None:
-        return existing
-    if reverses_id is not None:
-        already = db.session.scalar(
-            select(LedgerTransaction.sequence).where(LedgerTransaction.reverses_id == reverses_id)
+def _checked_kind(kind: TransactionKind | str) -> TransactionKind:
+    try:
+        return TransactionKind(kind)
+    except ValueError:
+        raise LedgerError(f"Unknown ledger transaction kind {kind!r}.", code=ErrorCode.LEDGER_KIND) from None
+
+
+def _check_movement(accounts: Sequence[LedgerAccount]) -> None:
+    """Refuse a transaction that moves money between two campaigns' escrows."""
+    escrows = {a.id for a in accounts if a.purpose is AccountPurpose.CAMPAIGN_ESCROW}
+    if len(escrows) > 1:
+        raise LedgerError(
+            "Money never moves from one campaign's escrow to another's.",
+            code=ErrorCode.LEDGER_FORBIDDEN_MOVEMENT,
         )
-        if already is not None:
-            raise LedgerError(
-                f"Transaction #{reverses.sequence} has already been reversed (by #{already}).",
-                code="ledger_already_reversed",
-            )
 
-    # Lock the accounts in id order (no deadlocks) and read their current balances.
+
+def _lock_accounts(legs: Sequence[Leg]) -> dict[int, LedgerAccount]:
+    """Lock the legs' accounts in id order (no deadlocks between postings) and read them fresh."""
     account_ids = sorted({leg.account.id for leg in legs})
-    accounts = {
+    return {
         a.id: a
         for a in db.session.scalars(
             select(LedgerAccount)
@@ -333,62 +343,111 @@ def post_transaction(
             .execution_options(populate_existing=True)
         )
     }
+
+
+def _balance_changes(accounts: dict[int, LedgerAccount], legs: Sequence[Leg]) -> dict[int, int]:
+    """How each account's balance changes; InsufficientFunds if a non-negative one would go below zero."""
     change: dict[int, int] = defaultdict(int)
     for leg in legs:
         change[leg.account.id] += accounts[leg.account.id].signed_change(Side(leg.side), leg.amount.amount)
-    for account_id in account_ids:
+    for account_id, delta in sorted(change.items()):
         account = accounts[account_id]
-        after = account.balance_amount + change[account_id]
+        after = account.balance_amount + delta
         if account.non_negative and after < 0:
             raise InsufficientFunds(
                 f"{account.label} holds {account.balance.format(with_code=True)}; this transaction would take "
                 f"it to {Money(after, account.currency).format(with_code=True)}."
             )
+    return change
 
-    txn = LedgerTransaction(
-        sequence=head.sequence + 1,
-        key=key,
-        kind=kind,
-        description=description or "",
-        campaign_id=campaign_id,
-        reverses_id=reverses_id,
-        created_at=utcnow(),
-        prev_hash=head.head_hash,
+
+def _check_not_reversed(reverses: LedgerTransaction | None) -> None:
+    if reverses is None:
+        return
+    already = db.session.scalar(
+        select(LedgerTransaction.sequence).where(LedgerTransaction.reverses_id == reverses.id)
     )
-    txn.hash = txn.compute_hash([leg.as_tuple() for leg in legs])
-    db.session.add(txn)
-    for leg in legs:
-        txn.entries.append(
-            LedgerEntry(
-                account_id=leg.account.id,
-                side=Side(leg.side),
-                amount=leg.amount.amount,
-                currency=leg.amount.currency,
-            )
+    if already is not None:
+        raise LedgerError(
+            f"Transaction #{reverses.sequence} has already been reversed (by #{already}).",
+            code=ErrorCode.LEDGER_ALREADY_REVERSED,
         )
-    for account_id in account_ids:
-        account = accounts[account_id]
-        account.balance_amount += change[account_id]
-        account.entry_count += sum(1 for leg in legs if leg.account.id == account_id)
-    head.sequence = txn.sequence
-    head.head_hash = txn.hash
-    db.session.flush()
-    return txn
 
 
-def reverse_transaction(original: LedgerTransaction, key: str, description: str) -> LedgerTransaction:
-    """Post the mirror image of `original` (every debit a credit and back), pointing at it.
+def post_transaction(
+    key: str,
+    description: str,
+    legs: Sequence[Leg],
+    *,
+    campaign_id: int | None = None,
+    kind: TransactionKind = TransactionKind.TRANSFER,
+    reverses: LedgerTransaction | None = None,
+) -> LedgerTransaction:
+    """Post a balanced transaction exactly once under idempotency `key`; flush, don't commit.
 
-    Exactly once by `key`; a transaction can be reversed only once. Refused with
-    InsufficientFunds when the money has already moved on from a non-negative account.
+    The same key with the same legs, kind, campaign and reversed transaction returns the
+    first transaction and changes nothing; with different content it raises
+    IdempotencyConflict. An unbalanced set of legs raises UnbalancedTransaction; a
+    transaction that would take a non-negative account below zero raises
+    InsufficientFunds; one between two campaigns' escrows is refused
+    (`ledger_forbidden_movement`). In every case nothing is written.
+
+    Other code calls the movements in `crowdfund.ledger.postings`, not this. It joins the
+    caller's unit of work (which commits once) or is its own. The ledger locks come last:
+    the accounts in id order, then the chain head.
     """
-    legs = [
-        Leg(e.account, e.money, "credit" if e.side is Side.DEBIT else "debit")
-        for e in sorted(original.entries, key=lambda e: e.id)
-    ]
-    return post_transaction(
-        key, description, legs, campaign_id=original.campaign_id, kind="reversal", reverses=original
-    )
+    key = _checked_key(key)
+    kind = _checked_kind(kind)
+    legs = list(legs)
+    for leg in legs:
+        if leg.account.id is None:
+            raise LedgerError("Ledger accounts must come from get_account().", code=ErrorCode.LEDGER_ACCOUNT)
+    _check_balanced(legs)
+    reverses_id = reverses.id if reverses is not None else None
+
+    with unit_of_work():
+        # A replay needs no lock: the first posting is committed and never changes.
+        existing = _replay(key, legs, kind, campaign_id, reverses_id)
+        if existing is not None:
+            return existing
+        accounts = _lock_accounts(legs)
+        _check_movement(list(accounts.values()))
+        head = _lock_chain_head()
+        # Under the locks: a concurrent posting of the same key has committed or rolled back.
+        existing = _replay(key, legs, kind, campaign_id, reverses_id)
+        if existing is not None:
+            return existing
+        _check_not_reversed(reverses)
+        change = _balance_changes(accounts, legs)
+        txn = LedgerTransaction(
+            sequence=head.sequence + 1,
+            key=key,
+            kind=kind.value,
+            description=description or "",
+            campaign_id=campaign_id,
+            reverses_id=reverses_id,
+            created_at=utcnow(),
+            prev_hash=head.head_hash,
+        )
+        txn.hash = txn.compute_hash([leg.as_tuple() for leg in legs])
+        db.session.add(txn)
+        for leg in legs:
+            txn.entries.append(
+                LedgerEntry(
+                    account_id=leg.account.id,
+                    side=Side(leg.side),
+                    amount=leg.amount.amount,
+                    currency=leg.amount.currency,
+                )
+            )
+        for account_id, delta in change.items():
+            account = accounts[account_id]
+            account.balance_amount += delta
+            account.entry_count += sum(1 for leg in legs if leg.account.id == account_id)
+        head.sequence = txn.sequence
+        head.head_hash = txn.hash
+        db.session.flush()
+    return txn
 
 
 def chain_head() -> tuple[int, str]:
@@ -558,10 +617,6 @@ def _verify_into(report: VerificationReport, batch_size: int) -> None:
     for currency, (d, c) in report.totals.items():
         if d != c:
             report._fail(f"total debits and credits differ in {currency}: {d} against {c}.")
-
-
-def count_transactions() -> int:
-    return db.session.scalar(select(func.count()).select_from(LedgerTransaction)) or 0
 
 
 # --- the public money trail -----------------------------------------------------------

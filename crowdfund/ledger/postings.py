@@ -1,0 +1,227 @@
+"""Every movement of money, one function each: the only code that builds ledger legs.
+
+Each function picks the accounts, builds the balanced legs, names the `TransactionKind`
+and the idempotency key, and posts them with `post_transaction` — exactly once per key.
+Money moves from the account debited to the account credited:
+
+=================  ===============================================  ==============================
+function           legs (debit -> credit)                           key
+=================  ===============================================  ==============================
+charge_into_escrow clearing -> campaign escrow                      payment:{payment_id}:charge
+refund_from_escrow campaign escrow -> clearing                      payment:{payment_id}:refund
+release_to_        campaign escrow -> organisation payable          chosen by settlement
+organisation       (amount - fee) + platform fee revenue (fee)
+payout             organisation (or provider) payable -> clearing   payment:{payment_id}:payout
+processing_fee     processing fee expense -> clearing               payment:{payment_id}:processing_fee
+repayment          clearing -> each lender's wallet                 payment:{payment_id}:repayment
+transfer           any account -> any other (not escrow -> escrow)  chosen by the operator
+reverse_transaction the mirror image of an earlier transaction      chosen by the caller
+=================  ===============================================  ==============================
+
+The release posts the platform fee inside the same RELEASE transaction (one leg on the
+fee revenue account), so escrow, payable and fee move together or not at all.
+
+Each function runs in the caller's unit of work when there is one (it flushes and the
+caller commits once) and is its own unit of work otherwise. The ledger's row locks are
+taken last, after whatever the caller has locked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from crowdfund.database import unit_of_work
+from crowdfund.errors import ErrorCode
+from crowdfund.ledger.models import AccountPurpose, LedgerError, LedgerTransaction, Side, TransactionKind
+from crowdfund.ledger.service import Leg, get_account, post_transaction
+from crowdfund.money import Money
+
+__all__ = [
+    "TransactionKind",
+    "charge_into_escrow",
+    "payout",
+    "processing_fee",
+    "refund_from_escrow",
+    "release_to_organisation",
+    "repayment",
+    "reverse_transaction",
+    "transfer",
+]
+
+
+def payment_key(payment_id: int, kind: TransactionKind) -> str:
+    """The idempotency key of the movement a payment operation's success posts."""
+    return f"payment:{payment_id}:{kind.value}"
+
+
+def _escrow(campaign_id: int, currency: str):
+    return get_account(AccountPurpose.CAMPAIGN_ESCROW, currency, "campaign", campaign_id)
+
+
+def _clearing(currency: str):
+    return get_account(AccountPurpose.GATEWAY_CLEARING, currency)
+
+
+def charge_into_escrow(*, payment_id: int, campaign_id: int, amount: Money) -> LedgerTransaction:
+    """A backer's successful card payment: clearing -> the campaign's escrow."""
+    with unit_of_work():
+        escrow = _escrow(campaign_id, amount.currency)
+        return post_transaction(
+            payment_key(payment_id, TransactionKind.CHARGE),
+            f"payment #{payment_id}",
+            [Leg.debit(_clearing(amount.currency), amount), Leg.credit(escrow, amount)],
+            campaign_id=campaign_id,
+            kind=TransactionKind.CHARGE,
+        )
+
+
+def refund_from_escrow(
+    *, payment_id: int, charge_payment_id: int, campaign_id: int, amount: Money
+) -> LedgerTransaction:
+    """A successful refund (payment `payment_id`) of charge `charge_payment_id`: escrow -> clearing."""
+    with unit_of_work():
+        escrow = _escrow(campaign_id, amount.currency)
+        return post_transaction(
+            payment_key(payment_id, TransactionKind.REFUND),
+            f"refund #{payment_id} of payment #{charge_payment_id}",
+            [Leg.debit(escrow, amount), Leg.credit(_clearing(amount.currency), amount)],
+            campaign_id=campaign_id,
+            kind=TransactionKind.REFUND,
+        )
+
+
+def payout(
+    *,
+    payment_id: int,
+    amount: Money,
+    organisation_id: int | None = None,
+    provider_id: int | None = None,
+    campaign_id: int | None = None,
+    description: str = "",
+) -> LedgerTransaction:
+    """A successful payout: the provider's payable (when `provider_id` is given), else the
+    organisation's -> clearing."""
+    if provider_id is not None:
+        purpose, owner_type, owner_id = AccountPurpose.PROVIDER_PAYABLE, "provider", provider_id
+    elif organisation_id is not None:
+        purpose, owner_type, owner_id = AccountPurpose.ORG_PAYABLE, "organisation", organisation_id
+    else:
+        raise LedgerError("A payout is owed to an organisation or a provider.", code=ErrorCode.LEDGER_OWNER)
+    with unit_of_work():
+        payable = get_account(purpose, amount.currency, owner_type, owner_id)
+        text = f"payout #{payment_id}" + (f": {description}" if description else "")
+        return post_transaction(
+            payment_key(payment_id, TransactionKind.PAYOUT),
+            text[:300],
+            [Leg.debit(payable, amount), Leg.credit(_clearing(amount.currency), amount)],
+            campaign_id=campaign_id,
+            kind=TransactionKind.PAYOUT,
+        )
+
+
+def release_to_organisation(
+    *, campaign_id: int, organisation_id: int, amount: Money, platform_fee: Money, key: str
+) -> LedgerTransaction:
+    """Settlement: `amount` leaves the campaign's escrow; the organisation is owed
+    `amount - platform_fee` and the platform earns `platform_fee`, in one RELEASE transaction.
+
+    `key` is the settlement's idempotency key (e.g. "settlement:{run_id}:release").
+    """
+    if platform_fee.currency != amount.currency or not 0 <= platform_fee.amount <= amount.amount:
+        raise LedgerError(
+            f"The platform fee {platform_fee} must be between nothing and the amount released ({amount}).",
+            code=ErrorCode.LEDGER_AMOUNT,
+        )
+    currency = amount.currency
+    with unit_of_work():
+        legs = [Leg.debit(_escrow(campaign_id, currency), amount)]
+        if amount.amount > platform_fee.amount:
+            payable = get_account(AccountPurpose.ORG_PAYABLE, currency, "organisation", organisation_id)
+            legs.append(Leg.credit(payable, Money(amount.amount - platform_fee.amount, currency)))
+        if platform_fee.amount:
+            legs.append(Leg.credit(get_account(AccountPurpose.PLATFORM_FEE_REVENUE, currency), platform_fee))
+        return post_transaction(
+            key,
+            f"release to organisation #{organisation_id}",
+            legs,
+            campaign_id=campaign_id,
+            kind=TransactionKind.RELEASE,
+        )
+
+
+def processing_fee(*, payment_id: int, amount: Money, campaign_id: int | None = None) -> LedgerTransaction:
+    """What the payment processor kept from payment `payment_id`: fee expense -> clearing."""
+    with unit_of_work():
+        expense = get_account(AccountPurpose.PROCESSING_FEE_EXPENSE, amount.currency)
+        return post_transaction(
+            payment_key(payment_id, TransactionKind.PROCESSING_FEE),
+            f"processing fee of payment #{payment_id}",
+            [Leg.debit(expense, amount), Leg.credit(_clearing(amount.currency), amount)],
+            campaign_id=campaign_id,
+            kind=TransactionKind.PROCESSING_FEE,
+        )
+
+
+def repayment(*, payment_id: int, campaign_id: int, shares: Mapping[int, Money]) -> LedgerTransaction:
+    """A borrower's repayment received as payment `payment_id`, shared among the lenders:
+    clearing -> each lender's wallet (`shares`: user id -> amount, all in one currency)."""
+    if not shares:
+        raise LedgerError("A repayment needs at least one lender.", code=ErrorCode.LEDGER_AMOUNT)
+    currencies = {m.currency for m in shares.values()}
+    if len(currencies) != 1:
+        raise LedgerError("A repayment is in one currency.", code=ErrorCode.LEDGER_CURRENCY)
+    currency = currencies.pop()
+    total = Money(sum(m.amount for m in shares.values()), currency)
+    with unit_of_work():
+        legs = [Leg.debit(_clearing(currency), total)]
+        for user_id, share in sorted(shares.items()):
+            legs.append(Leg.credit(get_account(AccountPurpose.USER_WALLET, currency, "user", user_id), share))
+        return post_transaction(
+            payment_key(payment_id, TransactionKind.REPAYMENT),
+            f"repayment #{payment_id}",
+            legs,
+            campaign_id=campaign_id,
+            kind=TransactionKind.REPAYMENT,
+        )
+
+
+def transfer(
+    *,
+    key: str,
+    debit,
+    credit,
+    amount: Money,
+    campaign_id: int | None = None,
+    description: str = "",
+) -> LedgerTransaction:
+    """An operator's movement of `amount` from account `debit` to account `credit` (opening
+    balances, corrections). Escrow never pays into another escrow (`ledger_forbidden_movement`)."""
+    with unit_of_work():
+        return post_transaction(
+            key,
+            description,
+            [Leg.debit(debit, amount), Leg.credit(credit, amount)],
+            campaign_id=campaign_id,
+            kind=TransactionKind.TRANSFER,
+        )
+
+
+def reverse_transaction(original: LedgerTransaction, key: str, description: str = "") -> LedgerTransaction:
+    """Post the mirror image of `original` (every debit a credit and back), pointing at it.
+
+    Exactly once by `key`; a transaction can be reversed only once. Refused with
+    InsufficientFunds when the money has already moved on from a non-negative account.
+    """
+    with unit_of_work():
+        legs = [
+            Leg(e.account, e.money, "credit" if e.side is Side.DEBIT else "debit")
+            for e in sorted(original.entries, key=lambda e: e.id)
+        ]
+        return post_transaction(
+            key,
+            description,
+            legs,
+            campaign_id=original.campaign_id,
+            kind=TransactionKind.REVERSAL,
+            reverses=original,
+        )
