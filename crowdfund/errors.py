@@ -143,6 +143,11 @@ class ErrorCode(enum.StrEnum):
         409,
         "Money may not move between those accounts.",
     )
+    LEDGER_APPEND_ONLY = (
+        "ledger_append_only",
+        409,
+        "Ledger history is append-only: post a reversing transaction instead.",
+    )
     IDEMPOTENCY_KEY = "idempotency_key", 422, "Send an idempotency key of at most 200 characters."
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused", 409, "That idempotency key was used already."
     AMOUNT = "amount", 422, "Enter an amount."
