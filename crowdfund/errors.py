@@ -38,6 +38,8 @@ class ErrorCode(enum.StrEnum):
     BAD_REQUEST = "bad_request", 400, "The request could not be understood."
     METHOD_NOT_ALLOWED = "method_not_allowed", 405, "That method is not allowed here."
     AUTHENTICATION_REQUIRED = "authentication_required", 401, "Log in or send a valid API token."
+    UNAUTHORIZED = "unauthorized", 401, "Send a valid API token as 'Authorization: Bearer hf_…'."
+    REQUEST_TOO_LARGE = "request_too_large", 413, "The request is too large."
     RATE_LIMITED = "rate_limited", 429, "Too many attempts. Please wait a minute and try again."
     INTERNAL_ERROR = "internal_error", 500, "An unexpected error happened; please try again."
     IDEMPOTENCY_CONFLICT = "idempotency_conflict", 409, "That key was already used for a different request."
@@ -152,6 +154,16 @@ class ErrorCode(enum.StrEnum):
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused", 409, "That idempotency key was used already."
     AMOUNT = "amount", 422, "Enter an amount."
     CAMPAIGN = "campaign", 422, "Choose a campaign."
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def markdown_table() -> str:
+    """Every code with its HTTP status and default sentence, as the README's Markdown table."""
+    rows = [f"| `{code.value}` | {code.status} | {_cell(code.text)} |" for code in ErrorCode]
+    return "\n".join(["| Code | HTTP status | Meaning |", "| --- | --- | --- |", *rows]) + "\n"
 
 
 def describe(code: str | ErrorCode | None, params: dict[str, Any] | None = None) -> str:
