@@ -1,4 +1,4 @@
-"""Test fixtures: `app`, `db`, `client`, `pg_only`; factories live in tests/factories.py.
+"""Test fixtures: `app`, `db`, `client`, `is_postgres`, `failing_gateway`; factories live in tests/factories/.
 
 The suite runs on SQLite by default. With TEST_DATABASE_URL pointing at a PostgreSQL
 server it creates a database of its own (hf_test_<random>) there, runs on it, and drops
@@ -20,6 +20,8 @@ from crowdfund import create_app
 from crowdfund.config import TestConfig, normalise_database_url
 from crowdfund.database import create_schema
 from crowdfund.extensions import db as _db
+from tests.factories.gateway import EXTENSION as GATEWAY_EXTENSION
+from tests.factories.gateway import FailingGateway
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES") == "1"
@@ -128,6 +130,19 @@ def client(app):
 @pytest.fixture
 def is_postgres(app) -> bool:
     return _db.engine.dialect.name == "postgresql"
+
+
+@pytest.fixture
+def failing_gateway(app) -> FailingGateway:
+    """The configured payment gateway, wrapped so that a test can make it fail on cue."""
+    previous = app.extensions.get(GATEWAY_EXTENSION)
+    gateway = FailingGateway(previous)
+    app.extensions[GATEWAY_EXTENSION] = gateway
+    yield gateway
+    if previous is None:
+        app.extensions.pop(GATEWAY_EXTENSION, None)
+    else:
+        app.extensions[GATEWAY_EXTENSION] = previous
 
 
 def pytest_collection_modifyitems(config, items):

@@ -27,9 +27,10 @@ from crowdfund.extensions import db
 from crowdfund.ledger.models import LedgerAccount, LedgerTransaction
 from crowdfund.money import Money
 from crowdfund.payments.models import PaymentMethod
-from tests.campaign_factories import image_bytes, ready_draft
-from tests.engine_factories import add_card, make_investor
 from tests.factories import login, make_campaign, make_org, make_user
+from tests.factories.campaigns import image_bytes, ready_draft
+from tests.factories.engine import make_investor
+from tests.factories.payments import add_card
 
 #: The patient's full name on the patient-aid campaign: public pages must never show it.
 PATIENT_NAME = "Zhang Xiaoming"

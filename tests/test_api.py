@@ -12,8 +12,9 @@ from crowdfund.campaigns.models import Campaign, CampaignKind, CampaignState, He
 from crowdfund.engine.models import InvestorProfile, Pledge, PledgeState
 from crowdfund.extensions import db as _db
 from crowdfund.models_base import utcnow
-from tests.api_factories import add_card, bearer, make_token
 from tests.factories import make_campaign, make_user
+from tests.factories.api import bearer, make_token
+from tests.factories.payments import add_card
 
 API = "/api/v1"
 

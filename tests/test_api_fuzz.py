@@ -8,8 +8,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from crowdfund.campaigns.models import CampaignKind
-from tests.api_factories import add_card, bearer, make_token
 from tests.factories import make_campaign, make_user
+from tests.factories.api import bearer, make_token
+from tests.factories.payments import add_card
 
 API = "/api/v1"
 FIELDS = [

@@ -13,8 +13,8 @@ from crowdfund.api import service
 from crowdfund.api.models import ApiToken
 from crowdfund.errors import NotFound, ValidationError
 from crowdfund.models_base import utcnow
-from tests.api_factories import bearer, make_token
 from tests.factories import login, make_user
+from tests.factories.api import bearer, make_token
 
 
 def test_create_token_returns_secret_once_and_stores_only_its_hash(db):

@@ -23,8 +23,8 @@ from crowdfund.accounts.models import Membership, VerificationStatus
 from crowdfund.campaigns.models import Campaign, CampaignKind, CampaignState
 from crowdfund.engine.models import Pledge
 from crowdfund.extensions import db
-from tests.campaign_factories import TIER_FORM, edit_form, image_bytes
 from tests.factories import login
+from tests.factories.campaigns import TIER_FORM, edit_form, image_bytes
 from tests.robustness_world import World, build_world
 
 #: Columns that change on reads by design (an API token records when it was last used).

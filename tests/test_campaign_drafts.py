@@ -19,18 +19,17 @@ from crowdfund.errors import Conflict, NotFound, ValidationError
 from crowdfund.extensions import db
 from crowdfund.models_base import utcnow
 from crowdfund.money import Money
-from tests.campaign_factories import (
+from tests.factories import login, make_user
+from tests.factories.accounts import campaigner, operator
+from tests.factories.campaigns import (
     TIER_FORM,
-    campaigner,
     edit_form,
     image_bytes,
-    operator,
     ready_draft,
     service_data,
     snapshot,
     submitted_campaign,
 )
-from tests.factories import login, make_user
 
 KINDS = list(CampaignKind)
 

@@ -22,8 +22,9 @@ from crowdfund.errors import Conflict
 from crowdfund.extensions import db
 from crowdfund.models_base import utcnow
 from crowdfund.review import service as review
-from tests.campaign_factories import operator, submitted_campaign
 from tests.factories import make_campaign
+from tests.factories.accounts import operator
+from tests.factories.campaigns import submitted_campaign
 
 S = CampaignState
 ALLOWED = {

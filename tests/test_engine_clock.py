@@ -13,8 +13,8 @@ from crowdfund.engine.service import PledgeRequest, place_pledge
 from crowdfund.errors import Conflict
 from crowdfund.extensions import db
 from crowdfund.models_base import utcnow
-from tests.engine_factories import make_backer
 from tests.factories import login, make_campaign
+from tests.factories.engine import make_backer
 
 
 def ended(kind=CampaignKind.REWARD, raised=0, **fields):

@@ -21,8 +21,8 @@ from crowdfund.engine.service import PledgeRequest, place_pledge
 from crowdfund.errors import DomainError
 from crowdfund.extensions import db
 from crowdfund.models_base import utcnow
-from tests.engine_factories import cny, make_backers_fast
 from tests.factories import make_campaign
+from tests.factories.engine import cny, make_backers_fast
 
 WORKERS = 30
 

@@ -29,8 +29,9 @@ from crowdfund.extensions import db
 from crowdfund.ledger.service import account_balance, escrow_account
 from crowdfund.models_base import utcnow
 from crowdfund.money import Money
-from tests.engine_factories import add_card, cny, make_backer, make_investor
 from tests.factories import make_campaign, make_user
+from tests.factories.engine import cny, make_backer, make_investor
+from tests.factories.payments import add_card
 
 TIERS = [
     {"title": "Early bird", "price_amount": 10_000, "quantity_limit": 3},

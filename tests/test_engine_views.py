@@ -14,8 +14,9 @@ from crowdfund.campaigns.models import CampaignKind
 from crowdfund.engine.models import InvestorProfile, Pledge, PledgeState
 from crowdfund.engine.service import PledgeRequest, place_pledge
 from crowdfund.extensions import db
-from tests.engine_factories import add_card, cny, make_backer, make_investor
 from tests.factories import login, make_campaign, make_org, make_user
+from tests.factories.engine import cny, make_backer, make_investor
+from tests.factories.payments import add_card
 
 TIERS = [
     {"title": "Early bird", "price_amount": 10_000, "quantity_limit": 5},

@@ -15,7 +15,7 @@ from crowdfund.ledger.models import AccountPurpose, LedgerAccount, LedgerTransac
 from crowdfund.ledger.service import Leg
 from crowdfund.money import Money
 from tests.factories import make_campaign
-from tests.ledger_factories import charge, equity
+from tests.factories.ledger import equity, post_charge
 
 pytestmark = pytest.mark.postgres
 
@@ -35,7 +35,7 @@ def count(model) -> int:
     ],
 )
 def test_the_database_refuses_to_change_ledger_history(db, sql):
-    charge(make_campaign(), 1_000)
+    post_charge(make_campaign(), 1_000)
     with pytest.raises(DBAPIError, match="append-only"), db.engine.begin() as conn:
         conn.execute(text(sql))
     assert service.verify_ledger().ok
@@ -147,7 +147,7 @@ def test_concurrent_writers_form_one_unbroken_chain(app, db):
     def post(i: int) -> int:
         campaign = _db.session.get(type(campaigns[0]), ids[i])
         for n in range(per_thread):
-            charge(campaign, 100 + n, key=f"thread:{i}:{n}")
+            post_charge(campaign, 100 + n, key=f"thread:{i}:{n}")
         return i
 
     results = _run_in_threads(app, len(ids), post)
@@ -176,7 +176,7 @@ def test_accounts_asked_for_at_once_are_created_once(app, db):
 
 def test_overdraw_races_cannot_take_escrow_below_zero(app, db):
     campaign = make_campaign()
-    charge(campaign, 1_000)
+    post_charge(campaign, 1_000)
     campaign_id = campaign.id
 
     def refund(i: int) -> str:

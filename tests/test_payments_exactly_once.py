@@ -14,14 +14,12 @@ from crowdfund.ledger.models import LedgerTransaction
 from crowdfund.models_base import utcnow
 from crowdfund.money import Money
 from crowdfund.payments import service
-from crowdfund.payments.models import OperationState, PaymentOperation
+from crowdfund.payments.models import OperationKind, OperationState, PaymentOperation
 from crowdfund.payments.sandbox import SandboxCharge, SandboxGateway, SandboxPayout, SandboxRefund
 from tests.factories import make_campaign, make_user
-from tests.payments_factories import balance, charge, release_to_organisation, save_sandbox_card
-
-
-class ProcessDied(Exception):
-    """Stands for the process being killed at that point."""
+from tests.factories.gateway import ProcessDied
+from tests.factories.ledger import balance, release
+from tests.factories.payments import add_card, charge, customer_id
 
 
 def count(model) -> int:
@@ -35,25 +33,11 @@ def ledger_count(kind: str) -> int:
     )
 
 
-def die_once_when_recording(monkeypatch) -> list:
-    """Make the "record outcome" step die once, after the gateway call has happened."""
-    real = service.record_outcome
-    deaths = []
-
-    def record(op_id, result):
-        if not deaths:
-            deaths.append(result)
-            raise ProcessDied
-        return real(op_id, result)
-
-    monkeypatch.setattr(service, "record_outcome", record)
-    return deaths
-
-
-def test_crash_after_the_gateway_charged_then_rerun_charges_once(app, monkeypatch):
+def test_crash_after_the_gateway_charged_then_rerun_charges_once(app, failing_gateway):
     user, campaign = make_user(), make_campaign()
-    save_sandbox_card(user)
-    deaths = die_once_when_recording(monkeypatch)
+    add_card(user)
+    failing_gateway.crash_after_charge()
+    deaths = failing_gateway.crashed
 
     with pytest.raises(ProcessDied):
         charge(user, campaign, 9_900, idempotency_key="pledge:7:charge")
@@ -75,10 +59,10 @@ def test_crash_after_the_gateway_charged_then_rerun_charges_once(app, monkeypatc
     assert balance(ledger.escrow_account(campaign)) == 9_900
 
 
-def test_crash_then_reconcile_command_settles_it_once(app, monkeypatch):
+def test_crash_then_reconcile_command_settles_it_once(app, failing_gateway):
     user, campaign = make_user(), make_campaign()
-    save_sandbox_card(user)
-    die_once_when_recording(monkeypatch)
+    add_card(user)
+    failing_gateway.crash_after_charge()
     with pytest.raises(ProcessDied):
         charge(user, campaign, 4_200, idempotency_key="pledge:8:charge")
     db.session.rollback()
@@ -95,19 +79,13 @@ def test_crash_then_reconcile_command_settles_it_once(app, monkeypatch):
     assert ledger_count("charge") == 1
 
 
-def test_crash_before_the_gateway_call_waits_for_the_lease_then_charges_once(app, monkeypatch):
+def test_crash_before_the_gateway_call_waits_for_the_lease_then_charges_once(app, failing_gateway):
     user, campaign = make_user(), make_campaign()
-    save_sandbox_card(user)
-    real = SandboxGateway.charge
-
-    def die_before_calling(self, **kw):
-        raise ProcessDied
-
-    monkeypatch.setattr(SandboxGateway, "charge", die_before_calling)
+    add_card(user)
+    failing_gateway.crash_before(OperationKind.CHARGE)
     with pytest.raises(ProcessDied):
         charge(user, campaign, 1_500, idempotency_key="pledge:9:charge")
     db.session.rollback()
-    monkeypatch.setattr(SandboxGateway, "charge", real)
 
     # Right away: the first process might still be calling, so nobody calls again.
     op = charge(user, campaign, 1_500, idempotency_key="pledge:9:charge")
@@ -123,15 +101,15 @@ def test_crash_before_the_gateway_call_waits_for_the_lease_then_charges_once(app
     assert count(SandboxCharge) == 1 and ledger_count("charge") == 1
 
 
-def test_crash_during_refund_and_payout_then_rerun_moves_money_once(app, monkeypatch):
+def test_crash_during_refund_and_payout_then_rerun_moves_money_once(app, failing_gateway):
     user, campaign = make_user(), make_campaign()
-    save_sandbox_card(user)
+    add_card(user)
     paid = charge(user, campaign, 10_000)
     service.save_sandbox_bank_details(campaign.organisation, bank_name="Bank", account_number="12345678")
     destination = service.payout_destination(campaign.organisation_id)
-    release_to_organisation(campaign, 6_000)
+    release(campaign, 6_000)
 
-    die_once_when_recording(monkeypatch)
+    failing_gateway.crash_after(OperationKind.REFUND)
     with pytest.raises(ProcessDied):
         service.refund(operation=paid, amount=Money(1_000, "CNY"), idempotency_key="refund:9", reason="x")
     db.session.rollback()
@@ -140,7 +118,7 @@ def test_crash_during_refund_and_payout_then_rerun_moves_money_once(app, monkeyp
     )
     assert refund.state is OperationState.SUCCEEDED
 
-    die_once_when_recording(monkeypatch)
+    failing_gateway.crash_after(OperationKind.PAYOUT)
     with pytest.raises(ProcessDied):
         service.payout(
             organisation_id=campaign.organisation_id,
@@ -165,9 +143,9 @@ def test_crash_during_refund_and_payout_then_rerun_moves_money_once(app, monkeyp
 
 def test_reconcile_reports_a_gateway_charge_we_have_no_record_of(app):
     user, campaign = make_user(), make_campaign()
-    method = save_sandbox_card(user)
+    method = add_card(user)
     charge(user, campaign, 1_000)
-    customer = service._customer_id(user, SandboxGateway())
+    customer = customer_id(user)
     SandboxGateway().charge(
         customer_id=customer,
         payment_method_id=method.gateway_id,
@@ -186,7 +164,7 @@ def test_reconcile_reports_a_gateway_charge_we_have_no_record_of(app):
 
 def test_reconcile_with_nothing_wrong(app):
     user, campaign = make_user(), make_campaign()
-    save_sandbox_card(user)
+    add_card(user)
     charge(user, campaign, 1_000)
     result = app.test_cli_runner().invoke(args=["payments", "reconcile"])
     assert result.exit_code == 0, result.output
@@ -196,7 +174,7 @@ def test_reconcile_with_nothing_wrong(app):
 @pytest.mark.postgres
 def test_two_workers_with_the_same_key_charge_once(app):
     user, campaign = make_user(), make_campaign()
-    method = save_sandbox_card(user)
+    method = add_card(user)
     ids = (user.id, method.id, campaign.id)
     barrier = threading.Barrier(4)
     results, errors = [], []

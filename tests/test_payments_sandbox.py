@@ -11,7 +11,6 @@ from crowdfund.ledger import service as ledger
 from crowdfund.ledger.models import LedgerTransaction
 from crowdfund.money import Money
 from crowdfund.payments import service
-from crowdfund.payments.gateway import GatewayResult
 from crowdfund.payments.models import (
     ChargeOutcome,
     MethodStatus,
@@ -28,16 +27,16 @@ from crowdfund.payments.sandbox import (
     SandboxRefund,
 )
 from tests.factories import make_campaign, make_user
-from tests.payments_factories import (
+from tests.factories.ledger import balance, release
+from tests.factories.payments import (
     DECLINED,
     DECLINES_CHARGES,
     INSUFFICIENT_FUNDS,
     NEEDS_AUTHENTICATION,
     VISA,
-    balance,
+    add_card,
     charge,
-    release_to_organisation,
-    save_sandbox_card,
+    customer_id,
 )
 
 
@@ -56,7 +55,7 @@ def ledger_count(kind: str | None = None) -> int:
 # --- test cards --------------------------------------------------------------------------------
 def test_4242_is_saved_as_default_and_charged_into_escrow(app):
     user, campaign = make_user(), make_campaign()
-    method = save_sandbox_card(user, VISA)
+    method = add_card(user, VISA, expiry="12/30")
     assert (method.brand, method.last4, method.exp_month, method.exp_year) == ("visa", "4242", 12, 2030)
     assert method.label == "Visa \u2022\u2022\u2022\u2022 4242 (12/30)"
     assert service.default_payment_method(user).id == method.id
@@ -82,7 +81,7 @@ def test_4242_is_saved_as_default_and_charged_into_escrow(app):
 def test_cards_declined_when_saved(app, number, code, words):
     user = make_user()
     with pytest.raises(ValidationError) as info:
-        save_sandbox_card(user, number)
+        add_card(user, number)
     assert info.value.code == code
     assert words in info.value.message
     assert count(PaymentMethod) == 0
@@ -91,7 +90,7 @@ def test_cards_declined_when_saved(app, number, code, words):
 
 def test_3184_needs_authentication_before_it_can_be_charged(app):
     user, campaign = make_user(), make_campaign()
-    method = save_sandbox_card(user, NEEDS_AUTHENTICATION)
+    method = add_card(user, NEEDS_AUTHENTICATION)
     assert method.status is MethodStatus.REQUIRES_AUTHENTICATION
     assert service.default_payment_method(user) is None
 
@@ -110,7 +109,7 @@ def test_3184_needs_authentication_before_it_can_be_charged(app):
 
 def test_0341_is_saved_but_its_charges_are_declined(app):
     user, campaign = make_user(), make_campaign()
-    method = save_sandbox_card(user, DECLINES_CHARGES)
+    method = add_card(user, DECLINES_CHARGES)
     assert method.is_usable and service.default_payment_method(user).id == method.id
 
     op = charge(user, campaign, 7_000)
@@ -147,9 +146,9 @@ def test_no_card_number_is_stored_anywhere(app):
     user = make_user()
     numbers = [VISA, NEEDS_AUTHENTICATION, DECLINES_CHARGES]
     for number in numbers:
-        save_sandbox_card(user, number)
+        add_card(user, number)
     with pytest.raises(ValidationError):
-        save_sandbox_card(user, DECLINED)
+        add_card(user, DECLINED)
     campaign = make_campaign()
     charge(user, campaign, 1_000)
     assert count(SandboxCard) == 3
@@ -169,7 +168,7 @@ def test_no_card_number_is_stored_anywhere(app):
 # --- idempotency --------------------------------------------------------------------------------
 def test_same_key_charges_once(app):
     user, campaign = make_user(), make_campaign()
-    save_sandbox_card(user)
+    add_card(user)
     first = charge(user, campaign, 2_500, idempotency_key="pledge:1:charge")
     again = charge(user, campaign, 2_500, idempotency_key="pledge:1:charge")
 
@@ -181,7 +180,7 @@ def test_same_key_charges_once(app):
 
 def test_same_key_for_a_different_amount_is_refused(app):
     user, campaign = make_user(), make_campaign()
-    save_sandbox_card(user)
+    add_card(user)
     charge(user, campaign, 2_500, idempotency_key="pledge:2:charge")
     with pytest.raises(Conflict) as info:
         charge(user, campaign, 9_999, idempotency_key="pledge:2:charge")
@@ -191,8 +190,8 @@ def test_same_key_for_a_different_amount_is_refused(app):
 
 def test_sandbox_gateway_replays_a_key_and_refuses_reuse(app):
     user = make_user()
-    method = save_sandbox_card(user)
-    customer = service._customer_id(user, SandboxGateway())
+    method = add_card(user)
+    customer = customer_id(user)
     gw = SandboxGateway()
     args = dict(customer_id=customer, payment_method_id=method.gateway_id, description="", metadata={})
     one = gw.charge(amount=Money(100, "CNY"), idempotency_key="k1", **args)
@@ -211,9 +210,9 @@ def test_sandbox_gateway_replays_a_key_and_refuses_reuse(app):
 
 def test_a_declined_charge_is_not_retried_by_the_same_key(app):
     user, campaign = make_user(), make_campaign()
-    save_sandbox_card(user, DECLINES_CHARGES)
+    add_card(user, DECLINES_CHARGES)
     op = charge(user, campaign, 1_000, idempotency_key="pledge:3:charge")
-    save_sandbox_card(user, VISA)
+    add_card(user, VISA)
     again = charge(user, campaign, 1_000, idempotency_key="pledge:3:charge")
     assert again.id == op.id and again.state is OperationState.FAILED
     assert count(SandboxCharge) == 1
@@ -221,25 +220,10 @@ def test_a_declined_charge_is_not_retried_by_the_same_key(app):
     assert retry.state is OperationState.SUCCEEDED
 
 
-def test_temporary_failure_stays_pending_and_the_same_key_completes_it(app, monkeypatch):
+def test_temporary_failure_stays_pending_and_the_same_key_completes_it(app, failing_gateway):
     user, campaign = make_user(), make_campaign()
-    save_sandbox_card(user)
-    real_charge = SandboxGateway.charge
-    calls = []
-
-    def busy_once(self, **kw):
-        calls.append(kw["idempotency_key"])
-        if len(calls) == 1:
-            return GatewayResult(
-                ChargeOutcome.TEMPORARY,
-                status="rate_limited",
-                failure_code="rate_limited",
-                failure_message="busy",
-                certainly_not_done=True,
-            )
-        return real_charge(self, **kw)
-
-    monkeypatch.setattr(SandboxGateway, "charge", busy_once)
+    add_card(user)
+    failing_gateway.fail_next(OperationKind.CHARGE, ChargeOutcome.TEMPORARY, failure_code="rate_limited")
     op = charge(user, campaign, 3_000, idempotency_key="pledge:4:charge")
     assert op.state is OperationState.PENDING and op.result is ChargeOutcome.TEMPORARY
     assert op.call_lease_until is None
@@ -247,13 +231,13 @@ def test_temporary_failure_stays_pending_and_the_same_key_completes_it(app, monk
 
     op = charge(user, campaign, 3_000, idempotency_key="pledge:4:charge")
     assert op.state is OperationState.SUCCEEDED and op.attempts == 2
-    assert calls == ["pledge:4:charge", "pledge:4:charge"]
+    assert failing_gateway.calls == [(OperationKind.CHARGE, "pledge:4:charge")] * 2
     assert count(SandboxCharge) == 1 and ledger_count("charge") == 1
 
 
 def test_charge_needs_the_users_own_card(app):
     user, other, campaign = make_user(), make_user(), make_campaign()
-    theirs = save_sandbox_card(other)
+    theirs = add_card(other)
     with pytest.raises(ValidationError):
         charge(user, campaign, 1_000, method=theirs)
     with pytest.raises(ValidationError):
@@ -264,8 +248,8 @@ def test_charge_needs_the_users_own_card(app):
 # --- saved cards ----------------------------------------------------------------------------------
 def test_newest_card_is_default_and_removing_it_promotes_the_next(app):
     user = make_user()
-    first = save_sandbox_card(user, VISA)
-    second = save_sandbox_card(user, "5555 5555 5555 4444")
+    first = add_card(user, VISA)
+    second = add_card(user, "5555 5555 5555 4444")
     assert second.brand == "mastercard"
     assert service.default_payment_method(user).id == second.id
     service.set_default_payment_method(user, first.id)
@@ -278,7 +262,7 @@ def test_newest_card_is_default_and_removing_it_promotes_the_next(app):
 
 def test_expired_default_card_is_not_offered(app):
     user = make_user()
-    method = save_sandbox_card(user)
+    method = add_card(user)
     method.exp_year = 2020
     db.session.commit()
     assert service.default_payment_method(user) is None
@@ -287,7 +271,7 @@ def test_expired_default_card_is_not_offered(app):
 # --- refunds ---------------------------------------------------------------------------------------
 def test_partial_and_full_refunds_post_to_the_ledger(app):
     user, campaign = make_user(), make_campaign()
-    save_sandbox_card(user)
+    add_card(user)
     op = charge(user, campaign, 10_000)
 
     part = service.refund(
@@ -315,7 +299,7 @@ def test_partial_and_full_refunds_post_to_the_ledger(app):
 
 def test_refund_of_a_failed_charge_is_refused(app):
     user, campaign = make_user(), make_campaign()
-    save_sandbox_card(user, DECLINES_CHARGES)
+    add_card(user, DECLINES_CHARGES)
     op = charge(user, campaign, 1_000)
     with pytest.raises(Conflict):
         service.refund(operation=op, amount=None, idempotency_key="refund:failed", reason="x")
@@ -325,7 +309,7 @@ def test_refund_of_a_failed_charge_is_refused(app):
 # --- payouts ----------------------------------------------------------------------------------------
 def test_payout_needs_money_owed_then_pays_once(app):
     user, campaign = make_user(), make_campaign()
-    save_sandbox_card(user)
+    add_card(user)
     charge(user, campaign, 50_000)
     org = campaign.organisation
     account = service.save_sandbox_bank_details(
@@ -344,7 +328,7 @@ def test_payout_needs_money_owed_then_pays_once(app):
         )
     assert count(SandboxPayout) == 0
 
-    release_to_organisation(campaign, 40_000)
+    release(campaign, 40_000)
     paid = service.payout(
         organisation_id=org.id,
         amount=Money(40_000, "CNY"),
@@ -387,7 +371,7 @@ def test_payout_without_destination_is_refused(app):
 # --- the ledger agrees ------------------------------------------------------------------------------
 def test_ledger_still_verifies_after_payments(app):
     user, campaign = make_user(), make_campaign()
-    save_sandbox_card(user)
+    add_card(user)
     op = charge(user, campaign, 8_000)
     service.refund(operation=op, amount=Money(1_000, "CNY"), idempotency_key="r1", reason="x")
     assert ledger.verify_ledger().ok

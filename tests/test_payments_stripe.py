@@ -26,7 +26,9 @@ from crowdfund.payments.models import (
 )
 from crowdfund.payments.stripe_gateway import StripeGateway, metadata_of
 from tests.factories import login, make_campaign, make_org, make_user
-from tests.payments_factories import balance, charge, release_to_organisation
+from tests.factories.gateway import ProcessDied
+from tests.factories.ledger import balance, release
+from tests.factories.payments import charge
 from tests.stripe_helpers import (
     ConnectAndIdempotencyDouble,
     card_saved_in_browser,
@@ -169,28 +171,19 @@ def test_partial_refund(app, localstripe):
     assert op.refunded_amount == 4_000
 
 
-def test_crash_after_stripe_charged_then_rerun_charges_once(app, localstripe, monkeypatch):
+def test_crash_after_stripe_charged_then_rerun_charges_once(app, localstripe, failing_gateway):
     """localstripe ignores idempotency keys: only our lookup by metadata prevents a second charge."""
     user, campaign = make_user(), make_campaign()
     save_card(user, localstripe)
-    real = service.record_outcome
-    died = []
-
-    def die_once(op_id, result):
-        if not died:
-            died.append(result)
-            raise RuntimeError("process killed")
-        return real(op_id, result)
-
-    monkeypatch.setattr(service, "record_outcome", die_once)
-    with pytest.raises(RuntimeError):
+    failing_gateway.crash_after_charge()
+    with pytest.raises(ProcessDied):
         charge(user, campaign, 3_300, idempotency_key="pledge:42:charge")
     db.session.rollback()
     assert service.find_operation("pledge:42:charge").state is OperationState.PENDING
 
     op = charge(user, campaign, 3_300, idempotency_key="pledge:42:charge")
 
-    assert op.state is OperationState.SUCCEEDED and op.gateway_id == died[0].gateway_id
+    assert op.state is OperationState.SUCCEEDED and op.gateway_id == failing_gateway.crashed[0].gateway_id
     assert len(intents_with_key(localstripe, "pledge:42:charge")) == 1
     assert ledger_count("charge") == 1
 
@@ -237,7 +230,7 @@ def test_connect_onboarding_and_payout_by_transfer(app, localstripe, connect_dou
     destination = service.payout_destination(org.id)
     assert destination == account.account_id
 
-    release_to_organisation(campaign, 15_000)
+    release(campaign, 15_000)
     op = service.payout(
         organisation_id=org.id,
         amount=Money(15_000, "CNY"),
@@ -260,7 +253,7 @@ def test_payout_retry_after_a_timeout_relies_on_lookup_and_idempotency_replay(
     user = make_user()
     save_card(user, localstripe)
     charge(user, campaign, 9_000)
-    release_to_organisation(campaign, 9_000)
+    release(campaign, 9_000)
     destination = "acct_double_manual"
     # The transfer goes through at Stripe but our side sees a timeout.
     connect_double.fail_next_transfer_with = None

@@ -10,7 +10,7 @@ from crowdfund.extensions import db
 from crowdfund.payments import service
 from crowdfund.payments.models import MethodStatus, PaymentMethod, PayoutAccount
 from tests.factories import login, make_org, make_user
-from tests.payments_factories import DECLINED, NEEDS_AUTHENTICATION, VISA, save_sandbox_card
+from tests.factories.payments import DECLINED, NEEDS_AUTHENTICATION, VISA, add_card
 
 NEW = "/account/payment-methods/new"
 
@@ -102,8 +102,8 @@ def test_3184_goes_through_the_sandbox_authentication_page(client):
 
 def test_set_default_and_remove(client):
     user = make_user()
-    first = save_sandbox_card(user)
-    second = save_sandbox_card(user, "5555 5555 5555 4444")
+    first = add_card(user)
+    second = add_card(user, "5555 5555 5555 4444")
     login(client, user)
     assert client.post(f"/account/payment-methods/{first.id}/default").status_code == 302
     assert service.default_payment_method(user).id == first.id
@@ -113,7 +113,7 @@ def test_set_default_and_remove(client):
 
 def test_someone_elses_card_is_not_found(client):
     owner, other = make_user(), make_user()
-    method = save_sandbox_card(owner)
+    method = add_card(owner)
     login(client, other)
     for url in (
         f"/account/payment-methods/{method.id}/authenticate",

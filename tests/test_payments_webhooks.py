@@ -18,9 +18,11 @@ from crowdfund.ledger import service as ledger
 from crowdfund.ledger.models import LedgerTransaction
 from crowdfund.money import Money
 from crowdfund.payments import service
-from crowdfund.payments.models import OperationState, PaymentOperation, WebhookEvent
+from crowdfund.payments.models import OperationKind, OperationState, PaymentOperation, WebhookEvent
 from tests.factories import make_campaign, make_user
-from tests.payments_factories import balance, charge
+from tests.factories.gateway import FailingGateway, ProcessDied
+from tests.factories.ledger import balance
+from tests.factories.payments import charge
 from tests.stripe_helpers import (
     WEBHOOK_SECRET,
     card_saved_in_browser,
@@ -144,36 +146,26 @@ def test_webhook_works_with_csrf_protection_on(app_config, client):
 
 
 # --- state changes, re-reading Stripe (localstripe) ----------------------------------------------------
-def _pending_charge_at_stripe(monkeypatch, base_url: str, amount: int = 6_000):
+def _pending_charge_at_stripe(gateway: FailingGateway, base_url: str, amount: int = 6_000):
     """A charge Stripe made whose outcome we never recorded (the process died)."""
     user, campaign = make_user(), make_campaign()
     setup = service.begin_add_payment_method(user)
     service.save_payment_method(
         user, {"setup_intent": card_saved_in_browser(base_url, setup.client_secret, "4242424242424242")}
     )
-    real = service.record_outcome
-    died = []
-
-    def die_once(op_id, result):
-        if not died:
-            died.append(result)
-            raise RuntimeError("process killed")
-        return real(op_id, result)
-
-    monkeypatch.setattr(service, "record_outcome", die_once)
-    with pytest.raises(RuntimeError):
+    gateway.crash_after_charge()
+    with pytest.raises(ProcessDied):
         charge(user, campaign, amount, idempotency_key=f"pledge:{campaign.id}:charge")
     db.session.rollback()
-    monkeypatch.setattr(service, "record_outcome", real)
     op = service.find_operation(f"pledge:{campaign.id}:charge")
     assert op.state is OperationState.PENDING and op.gateway_id is None
-    pi = stripe_client(base_url).v1.payment_intents.retrieve(died[0].gateway_id)
+    pi = stripe_client(base_url).v1.payment_intents.retrieve(gateway.crashed[0].gateway_id)
     return op, campaign, pi
 
 
 @pytest.mark.stripe
-def test_same_event_three_times_changes_state_once(app, client, monkeypatch, localstripe):
-    op, campaign, pi = _pending_charge_at_stripe(monkeypatch, localstripe)
+def test_same_event_three_times_changes_state_once(app, client, failing_gateway, localstripe):
+    op, campaign, pi = _pending_charge_at_stripe(failing_gateway, localstripe)
     payload = event("payment_intent.succeeded", pi.to_dict(), "evt_three_times")
 
     answers = [post(client, payload, sign(payload)) for _ in range(3)]
@@ -190,8 +182,8 @@ def test_same_event_three_times_changes_state_once(app, client, monkeypatch, loc
 
 
 @pytest.mark.stripe
-def test_events_out_of_order_follow_the_current_state_at_stripe(app, client, monkeypatch, localstripe):
-    op, campaign, pi = _pending_charge_at_stripe(monkeypatch, localstripe)
+def test_events_out_of_order_follow_the_current_state_at_stripe(app, client, failing_gateway, localstripe):
+    op, campaign, pi = _pending_charge_at_stripe(failing_gateway, localstripe)
     stale = pi.to_dict() | {"status": "requires_payment_method"}
     late_failure = event("payment_intent.payment_failed", stale, "evt_stale_failure")
     success = event("payment_intent.succeeded", pi.to_dict(), "evt_success")
@@ -209,28 +201,18 @@ def test_events_out_of_order_follow_the_current_state_at_stripe(app, client, mon
 
 
 @pytest.mark.stripe
-def test_refund_event_completes_a_refund_we_did_not_record(app, client, monkeypatch, localstripe):
-    op, campaign, pi = _pending_charge_at_stripe(monkeypatch, localstripe)
+def test_refund_event_completes_a_refund_we_did_not_record(app, client, failing_gateway, localstripe):
+    op, campaign, pi = _pending_charge_at_stripe(failing_gateway, localstripe)
     payload = event("payment_intent.succeeded", pi.to_dict(), "evt_pi")
     post(client, payload, sign(payload))
     db.session.rollback()
     op = db.session.get(PaymentOperation, op.id)
 
-    real = service.record_outcome
-    died = []
-
-    def die_once(op_id, result):
-        if not died:
-            died.append(result)
-            raise RuntimeError("process killed")
-        return real(op_id, result)
-
-    monkeypatch.setattr(service, "record_outcome", die_once)
-    with pytest.raises(RuntimeError):
+    failing_gateway.crash_after(OperationKind.REFUND)
+    with pytest.raises(ProcessDied):
         service.refund(operation=op, amount=Money(2_000, "CNY"), idempotency_key="refund:evt", reason="x")
     db.session.rollback()
-    monkeypatch.setattr(service, "record_outcome", real)
-    refund_obj = stripe_client(localstripe).v1.refunds.retrieve(died[0].gateway_id)
+    refund_obj = stripe_client(localstripe).v1.refunds.retrieve(failing_gateway.crashed[0].gateway_id)
 
     payload = event("refund.updated", refund_obj.to_dict(), "evt_refund")
     response = post(client, payload, sign(payload))

@@ -14,8 +14,9 @@ from crowdfund.errors import Conflict, Forbidden, ValidationError
 from crowdfund.extensions import db
 from crowdfund.models_base import utcnow
 from crowdfund.review import service as review
-from tests.campaign_factories import edit_form, operator, snapshot, submitted_campaign
 from tests.factories import login, make_user
+from tests.factories.accounts import operator
+from tests.factories.campaigns import edit_form, snapshot, submitted_campaign
 
 S = CampaignState
 

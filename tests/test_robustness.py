@@ -35,10 +35,11 @@ from crowdfund.errors import ValidationError
 from crowdfund.extensions import db
 from crowdfund.money import Money
 from crowdfund.web.converters import MAX_ID, parse_id
-from tests.campaign_factories import TIER_FORM, campaigner, edit_form
-from tests.engine_factories import make_backer, make_investor
 from tests.factories import login, make_campaign, make_user
-from tests.payments_factories import VISA
+from tests.factories.accounts import campaigner
+from tests.factories.campaigns import TIER_FORM, edit_form
+from tests.factories.engine import make_backer, make_investor
+from tests.factories.payments import VISA
 from tests.robustness_world import World, build_world, csrf_client, forget_csrf_token
 
 ROLES = ("anonymous", "backer", "campaigner", "operator")

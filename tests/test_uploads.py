@@ -17,7 +17,8 @@ from flask import current_app
 
 from crowdfund.campaigns.models import Campaign, CampaignKind
 from crowdfund.extensions import db
-from tests.campaign_factories import campaigner, image_bytes, ready_draft
+from tests.factories.accounts import campaigner
+from tests.factories.campaigns import image_bytes, ready_draft
 from tests.robustness_world import csrf_client
 
 HTML = b"<!DOCTYPE html><html><body><script>alert(document.cookie)</script></body></html>"

@@ -1,4 +1,4 @@
-"""Factories for the engine tests: a saved card, an investor profile, a request."""
+"""Engine: backers with a card, investors with a profile, amounts in CNY."""
 
 from __future__ import annotations
 
@@ -8,17 +8,16 @@ from crowdfund.extensions import db
 from crowdfund.models_base import utcnow
 from crowdfund.money import Money
 from crowdfund.payments.models import PaymentMethod
-from crowdfund.payments.service import save_payment_method
-from tests.factories import make_user
+from tests.factories.accounts import make_user, make_users_fast
+from tests.factories.payments import add_card
 
 
-def add_card(user: User, number: str = "4242424242424242") -> PaymentMethod:
-    """Save a sandbox test card for `user` as the card form does; it becomes the default."""
-    expiry = f"12/{(utcnow().year + 5) % 100:02d}"
-    return save_payment_method(user, {"number": number, "expiry": expiry, "cvc": "123"})
+def cny(major: int | str) -> Money:
+    return Money.from_major(major, "CNY")
 
 
 def make_backer(card: bool = True, **kwargs) -> User:
+    """A user with (by default) a saved sandbox card."""
     user = make_user(**kwargs)
     if card:
         add_card(user)
@@ -47,30 +46,12 @@ def make_investor(
     return user
 
 
-def cny(major: int | str) -> Money:
-    return Money.from_major(major, "CNY")
-
-
 def make_backers_fast(n: int) -> list[int]:
-    """`n` backers, each with a saved card row (no gateway call): for the concurrency tests.
+    """The ids of `n` backers, each with a saved card row (no gateway call): for concurrency tests.
 
     Charge-at-close pledges only need a usable saved card; nothing talks to the gateway.
     """
-    from tests.factories import _password_hash, _seq
-
-    users = []
-    for _ in range(n):
-        k = next(_seq)
-        users.append(
-            User(
-                email=f"bulk{k}@example.org",
-                name=f"Backer {k}",
-                password_hash=_password_hash(),
-                session_token=f"t{k}",
-            )
-        )
-    db.session.add_all(users)
-    db.session.flush()
+    users = make_users_fast(n)
     year = utcnow().year + 5
     db.session.add_all(
         PaymentMethod(

@@ -1,27 +1,101 @@
-"""Helpers for the campaign drafting and review tests: images, complete form data, drafts."""
+"""Campaigns: live campaigns built directly, drafts made through the service, form data, images."""
 
 from __future__ import annotations
 
 import io
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from PIL import Image
 from sqlalchemy import select
 
-from crowdfund.accounts.models import Organisation, Role, User
+from crowdfund.accounts.models import Organisation, User
 from crowdfund.campaigns import service
 from crowdfund.campaigns.models import (
     Campaign,
     CampaignEvent,
     CampaignKind,
+    CampaignState,
     DebtTerms,
     DonationTerms,
     EquityTerms,
+    FundingModel,
+    HealthCategory,
     RewardTier,
+    SecurityType,
 )
 from crowdfund.extensions import db
 from crowdfund.models_base import utcnow
-from tests.factories import make_org, make_user
+from tests.factories.accounts import campaigner, make_org, sequence
+
+
+def make_campaign(
+    kind: CampaignKind = CampaignKind.REWARD,
+    org: Organisation | None = None,
+    state: CampaignState = CampaignState.LIVE,
+    currency: str = "CNY",
+    goal: int = 1_000_000,
+    days: int = 30,
+    tiers: list[dict] | None = None,
+    **fields,
+) -> Campaign:
+    """A campaign of `kind` with plausible terms; live and open now unless told otherwise."""
+    org = org or make_org()
+    n = next(sequence)
+    start = fields.pop("start_at", utcnow() - timedelta(days=1))
+    campaign = Campaign(
+        kind=kind,
+        organisation_id=org.id,
+        created_by_id=org.created_by_id,
+        title=fields.pop("title", f"Campaign {n}"),
+        slug=fields.pop("slug", f"campaign-{n}"),
+        summary=fields.pop("summary", "A campaign for better health."),
+        story=fields.pop("story", "Our story."),
+        story_html=fields.pop("story_html", "<p>Our story.</p>"),
+        category=fields.pop("category", HealthCategory.MEDICAL_DEVICES),
+        currency=currency,
+        goal_amount=goal,
+        funding_model=FundingModel.KEEP_IT_ALL
+        if kind is CampaignKind.DONATION
+        else FundingModel.ALL_OR_NOTHING,
+        start_at=start,
+        end_at=fields.pop("end_at", start + timedelta(days=days)),
+        state=state,
+        **fields,
+    )
+    db.session.add(campaign)
+    if kind is CampaignKind.REWARD:
+        for i, tier in enumerate(
+            tiers
+            if tiers is not None
+            else [{"title": "Early bird", "price_amount": 10_000, "quantity_limit": 100}]
+        ):
+            campaign.tiers.append(
+                RewardTier(
+                    position=i, description="", estimated_delivery=date.today() + timedelta(days=90), **tier
+                )
+            )
+    elif kind is CampaignKind.EQUITY:
+        campaign.equity_terms = EquityTerms(
+            security_type=SecurityType.COMMON,
+            price_per_share_amount=1_000,
+            pre_money_valuation_amount=500_000_000,
+            min_target_amount=goal,
+            max_target_amount=goal * 5,
+            min_investment_amount=10_000,
+        )
+    elif kind is CampaignKind.DEBT:
+        campaign.debt_terms = DebtTerms(
+            annual_rate_bp=800,
+            term_months=12,
+            min_amount=goal,
+            max_amount=goal * 2,
+            min_loan_share_amount=10_000,
+        )
+    else:
+        campaign.donation_terms = DonationTerms(beneficiary_name="Li Wei", is_patient_aid=False)
+    db.session.commit()
+    return campaign
+
 
 FORM_DATETIME = "%Y-%m-%dT%H:%M"
 
@@ -93,15 +167,6 @@ TIER_FORM = {
     "ships": "y",
     "ships_to": "Worldwide",
 }
-
-
-def campaigner(**org_fields) -> tuple[User, Organisation]:
-    user = make_user()
-    return user, make_org(owner=user, **org_fields)
-
-
-def operator() -> User:
-    return make_user(role=Role.OPERATOR)
 
 
 def service_data(kind: CampaignKind, start: datetime | None = None, **overrides) -> dict:

@@ -1,20 +1,14 @@
-"""Test helpers for the ledger: accounts with money in them, simple postings."""
+"""Ledger: money in escrow, released to an organisation, plain transfers, balances."""
 
 from __future__ import annotations
 
-import itertools
-
+from crowdfund.campaigns.models import Campaign
 from crowdfund.extensions import db
-from crowdfund.ledger import service
+from crowdfund.ledger import postings, service
 from crowdfund.ledger.models import AccountPurpose, LedgerAccount, LedgerTransaction
 from crowdfund.ledger.service import Leg
 from crowdfund.money import Money
-
-_keys = itertools.count(1)
-
-
-def next_key(prefix: str = "test") -> str:
-    return f"{prefix}:{next(_keys)}"
+from tests.factories.accounts import next_key
 
 
 def transfer(
@@ -40,8 +34,11 @@ def transfer(
     return txn
 
 
-def charge(campaign, amount: int, key: str | None = None) -> LedgerTransaction:
-    """A backer's payment into the campaign's escrow (clearing -> escrow), committed."""
+def post_charge(campaign: Campaign, amount: int, key: str | None = None) -> LedgerTransaction:
+    """A card payment received into the campaign's escrow (clearing -> escrow), committed.
+
+    Only the ledger side: no payment operation, no gateway (for those, `payments.charge`).
+    """
     return transfer(
         service.clearing_account(campaign.currency),
         service.escrow_account(campaign),
@@ -52,23 +49,25 @@ def charge(campaign, amount: int, key: str | None = None) -> LedgerTransaction:
     )
 
 
-def release(campaign, amount: int, fee: int, key: str | None = None) -> LedgerTransaction:
-    """Escrow -> organisation payable + platform fee, committed."""
+def release(campaign: Campaign, amount: int, fee: int = 0, key: str | None = None) -> LedgerTransaction:
+    """What settlement does before a payout: escrow -> organisation payable (+ platform fee).
+
+    Goes through the real movement (`postings.release_to_organisation`), which commits.
+    """
     cur = campaign.currency
-    txn = service.post_transaction(
-        key or next_key("release"),
-        "release",
-        [
-            Leg.debit(service.escrow_account(campaign), Money(amount, cur)),
-            Leg.credit(service.org_payable_account(campaign.organisation_id, cur), Money(amount - fee, cur)),
-            Leg.credit(service.fee_revenue_account(cur), Money(fee, cur)),
-        ],
-        kind="release",
+    return postings.release_to_organisation(
         campaign_id=campaign.id,
+        organisation_id=campaign.organisation_id,
+        amount=Money(amount, cur),
+        platform_fee=Money(fee, cur),
+        key=key or next_key("release"),
     )
-    db.session.commit()
-    return txn
 
 
 def equity(currency: str = "CNY") -> LedgerAccount:
     return service.get_account(AccountPurpose.PLATFORM_EQUITY, currency)
+
+
+def balance(account: LedgerAccount) -> int:
+    """The account's balance in minor units."""
+    return service.account_balance(account).amount
