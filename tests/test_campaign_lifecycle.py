@@ -9,18 +9,11 @@ import pytest
 from sqlalchemy import func, select
 
 from crowdfund.campaigns import service
-from crowdfund.campaigns.cli import add_tick_step, run_tick
-from crowdfund.campaigns.models import (
-    TRANSITIONS,
-    Campaign,
-    CampaignEvent,
-    CampaignKind,
-    CampaignState,
-    InvalidTransition,
-)
+from crowdfund.campaigns.models import Campaign, CampaignEvent, CampaignKind, CampaignState
 from crowdfund.errors import Conflict
 from crowdfund.extensions import db
-from crowdfund.models_base import utcnow
+from crowdfund.jobs import Job, registry, run_jobs
+from crowdfund.models_base import InvalidTransition, utcnow
 from crowdfund.review import service as review
 from tests.factories import make_campaign
 from tests.factories.accounts import operator
@@ -48,8 +41,9 @@ PAIRS = [(a, b) for a in CampaignState for b in CampaignState]
 
 
 def test_the_table_is_the_product_lifecycle():
-    assert {(a, b) for a, targets in TRANSITIONS.items() for b in targets} == ALLOWED
-    assert set(TRANSITIONS) == set(CampaignState)
+    table = Campaign.TRANSITIONS
+    assert {(a, b) for a, targets in table.items() for b in targets} == ALLOWED
+    assert set(table) == set(CampaignState)
 
 
 @pytest.mark.parametrize(("source", "target"), PAIRS, ids=[f"{a.value}->{b.value}" for a, b in PAIRS])
@@ -59,8 +53,10 @@ def test_every_move_of_the_lifecycle(source, target):
         campaign.transition_to(target)
         assert campaign.state is target
     else:
-        with pytest.raises(InvalidTransition):
+        assert not campaign.can_transition_to(target)
+        with pytest.raises(InvalidTransition) as err:
             campaign.transition_to(target)
+        assert isinstance(err.value, Conflict) and err.value.code == "invalid_transition"
         assert campaign.state is source
 
 
@@ -171,18 +167,16 @@ def test_tick_command_launches_and_prints(app, db):
     assert "launched: 0" in result.output
 
 
-def test_tick_runs_added_steps_with_the_same_now(db):
+def test_tick_runs_every_job_with_the_same_now(db):
     seen = []
 
     def step(now):
         seen.append(now)
         return 7
 
-    add_tick_step("closed", step)
-    try:
-        counts = run_tick()
-        assert counts["closed"] == 7 and counts["launched"] == 0 and len(seen) == 1
-    finally:
-        from crowdfund.campaigns.cli import TICK_STEPS
-
-        TICK_STEPS[:] = [s for s in TICK_STEPS if s[1] is not step]
+    now = utcnow()
+    campaign_jobs = [job for job in registry() if job.name.startswith("campaigns.")]
+    outcomes = run_jobs(now, (*campaign_jobs, Job("test.step", "closed", step)))
+    counts = {o.job.name: o.count for o in outcomes}
+    assert counts == {"campaigns.launch": 0, "campaigns.close": 0, "test.step": 7}
+    assert seen == [now]

@@ -122,7 +122,7 @@ def test_request_changes_needs_a_comment_and_loops_back(client, db):
     login(client, reviewer)
     assert client.post(f"/operator/review/{campaign.id}/approve", data={}).status_code == 302
     assert _state(campaign.id) is S.LIVE
-    moves = [(e.from_state, e.to_state, e.comment) for e in campaigns.campaign_events(campaign)]
+    moves = [(e.from_state, e.to_state, e.text) for e in campaigns.campaign_events(campaign)]
     assert moves == [
         ("draft", "submitted", ""),
         ("submitted", "changes_requested", "Explain the valuation."),

@@ -20,6 +20,7 @@ from wtforms import (
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
+from crowdfund.campaigns.kinds import DebtRules, DonationRules, EquityRules
 from crowdfund.campaigns.models import Campaign, CampaignKind, FundingModel, HealthCategory, SecurityType
 from crowdfund.campaigns.service import (
     CAMPAIGN_CURRENCIES,
@@ -34,7 +35,6 @@ from crowdfund.campaigns.service import (
     MAX_TIER_DESCRIPTION_LENGTH,
     MAX_TIER_QUANTITY,
     MAX_TITLE_LENGTH,
-    TERM_FIELDS,
 )
 from crowdfund.money import Money
 from crowdfund.web.fields import WholeNumberField
@@ -136,7 +136,7 @@ class RewardCampaignForm(CampaignForm):
 
 
 class EquityCampaignForm(CampaignForm):
-    term_fields = TERM_FIELDS[CampaignKind.EQUITY]
+    term_fields = EquityRules.term_fields
     security_type = SelectField(
         "Security offered", [NeededToSubmit()], choices=[SelectChoice("", "Choose…"), *SECURITY_CHOICES]
     )
@@ -154,7 +154,7 @@ class EquityCampaignForm(CampaignForm):
 
 
 class DebtCampaignForm(CampaignForm):
-    term_fields = TERM_FIELDS[CampaignKind.DEBT]
+    term_fields = DebtRules.term_fields
     annual_rate = StringField(
         "Annual interest rate (%)", [NeededToSubmit(), Length(max=10)], description="Like 8.5"
     )
@@ -171,7 +171,7 @@ class DebtCampaignForm(CampaignForm):
 
 
 class DonationCampaignForm(CampaignForm):
-    term_fields = TERM_FIELDS[CampaignKind.DONATION]
+    term_fields = DonationRules.term_fields
     beneficiary_name = StringField(
         "Beneficiary",
         [NeededToSubmit(), Length(max=MAX_NAME_LENGTH)],

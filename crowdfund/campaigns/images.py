@@ -22,7 +22,7 @@ from flask import current_app
 from PIL import Image, ImageOps, UnidentifiedImageError
 from werkzeug.datastructures import FileStorage
 
-from crowdfund.errors import ValidationError
+from crowdfund.errors import ErrorCode, ValidationError
 
 ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP"})
 COVER_SIZE = (1600, 900)
@@ -52,24 +52,24 @@ def max_cover_bytes() -> int:
 def read_upload(upload: FileStorage | None) -> bytes:
     """The uploaded file's bytes, refusing an empty or too large file without reading it all."""
     if upload is None or not upload.filename:
-        raise ValidationError("Choose an image file to upload.", code="image_missing", field="image")
+        raise ValidationError("Choose an image file to upload.", code=ErrorCode.IMAGE_MISSING, field="image")
     limit = max_cover_bytes()
     data = upload.stream.read(limit + 1)
     if len(data) > limit:
         raise ValidationError(
             f"The image is too large: at most {limit // (1024 * 1024) or 1} MB.",
-            code="image_too_large",
+            code=ErrorCode.IMAGE_TOO_LARGE,
             field="image",
         )
     if not data:
-        raise ValidationError("That file is empty.", code="image_empty", field="image")
+        raise ValidationError("That file is empty.", code=ErrorCode.IMAGE_EMPTY, field="image")
     return data
 
 
 def _not_an_image() -> ValidationError:
     return ValidationError(
         "That file is not a JPEG, PNG or WebP image. Please upload a photo or picture in one of those formats.",
-        code="image_invalid",
+        code=ErrorCode.IMAGE_INVALID,
         field="image",
     )
 
@@ -77,7 +77,7 @@ def _not_an_image() -> ValidationError:
 def _too_many_pixels() -> ValidationError:
     return ValidationError(
         f"That image has too many pixels; please upload one of at most {MAX_COVER_PIXELS // 1_000_000} megapixels.",
-        code="image_too_many_pixels",
+        code=ErrorCode.IMAGE_TOO_MANY_PIXELS,
         field="image",
     )
 
@@ -88,13 +88,13 @@ def prepare_cover(data: bytes) -> bytes:
     if len(data) > limit:
         raise ValidationError(
             f"The image is too large: at most {limit // (1024 * 1024) or 1} MB.",
-            code="image_too_large",
+            code=ErrorCode.IMAGE_TOO_LARGE,
             field="image",
         )
     if _MARKUP.search(data):
         raise ValidationError(
             "That file contains web page code (HTML, SVG or script). Upload a plain JPEG, PNG or WebP photo.",
-            code="image_has_markup",
+            code=ErrorCode.IMAGE_HAS_MARKUP,
             field="image",
         )
     with warnings.catch_warnings():
@@ -128,7 +128,7 @@ def prepare_cover(data: bytes) -> bytes:
         raise ValidationError(
             f"The image is too small: at least {MIN_COVER_SIZE[0]}×{MIN_COVER_SIZE[1]} pixels, "
             f"ideally {COVER_SIZE[0]}×{COVER_SIZE[1]}.",
-            code="image_too_small",
+            code=ErrorCode.IMAGE_TOO_SMALL,
             field="image",
         )
     img = _cover_crop(img)

@@ -27,6 +27,7 @@ from decimal import Decimal
 from typing import Any, ClassVar, Protocol
 
 from flask import current_app
+from sqlalchemy import ColumnElement, and_, select
 
 from crowdfund.campaigns import parsing
 from crowdfund.campaigns.models import (
@@ -288,6 +289,10 @@ class KindRules:
         """Whether a live campaign closes before its end (equity at its cap)."""
         return False
 
+    def early_close_filter(self, now: datetime) -> ColumnElement[bool] | None:
+        """SQL for the live campaigns of this kind that `closes_early` (None: never)."""
+        return None
+
     # --- pledging ------------------------------------------------------------------------
     def cancellation_deadline(self, campaign: Campaign) -> datetime | None:
         """Until when a backer may cancel a pledge; None means never."""
@@ -461,6 +466,14 @@ class EquityRules(KindRules):
             campaign.equity_terms is not None
             and campaign.raised_amount >= campaign.equity_terms.max_target_amount
             and now >= campaign.start_at + timedelta(days=days)
+        )
+
+    def early_close_filter(self, now: datetime) -> ColumnElement[bool] | None:
+        cap = select(EquityTerms.max_target_amount).where(EquityTerms.campaign_id == Campaign.id)
+        return and_(
+            Campaign.kind == self.kind,
+            Campaign.start_at <= now - timedelta(days=current_app.config["EQUITY_EARLY_CLOSE_DAYS"]),
+            Campaign.raised_amount >= cap.scalar_subquery(),
         )
 
     def cancellation_deadline(self, campaign: Campaign) -> datetime | None:

@@ -1,21 +1,24 @@
 """Campaigns, the four kinds' terms, and the campaign lifecycle.
 
 A `Campaign` holds what every kind shares; each kind's own terms live in their own
-table (`RewardTier`, `EquityTerms`, `DebtTerms`, `DonationTerms`). The lifecycle is a
-table of allowed moves (`TRANSITIONS`); `Campaign.transition_to` refuses any other move
-with `InvalidTransition`.
+table (`RewardTier`, `EquityTerms`, `DebtTerms`, `DonationTerms`); what differs by kind
+is in `crowdfund.campaigns.kinds`. The lifecycle is a table of allowed moves
+(`Campaign.TRANSITIONS`); `Campaign.transition_to` refuses any other move with
+`InvalidTransition`. `CampaignEvent` records every move: who, from, to, and why — a
+person's comment, or for a move the system made an `EventCode` and its parameters.
 """
 
 from __future__ import annotations
 
 import enum
 from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, CheckConstraint, Date, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, CheckConstraint, Date, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from crowdfund.extensions import db
-from crowdfund.models_base import UTCDateTime, enum_column, utcnow
+from crowdfund.models_base import StateMachine, UTCDateTime, enum_column, utcnow
 from crowdfund.money import Money
 
 
@@ -79,7 +82,7 @@ class CampaignState(enum.Enum):
 
 S = CampaignState
 #: Every allowed move of the campaign lifecycle; anything else is an InvalidTransition.
-TRANSITIONS: dict[CampaignState, frozenset[CampaignState]] = {
+CAMPAIGN_TRANSITIONS: dict[CampaignState, frozenset[CampaignState]] = {
     S.DRAFT: frozenset({S.SUBMITTED}),
     S.SUBMITTED: frozenset({S.APPROVED, S.CHANGES_REQUESTED, S.REJECTED}),
     S.CHANGES_REQUESTED: frozenset({S.SUBMITTED}),
@@ -100,17 +103,10 @@ PUBLIC_STATES = frozenset({S.LIVE, S.SUCCEEDED, S.FAILED, S.SETTLING, S.SETTLED}
 CLOSED_STATES = frozenset({S.SUCCEEDED, S.FAILED, S.SETTLING, S.SETTLED, S.CANCELLED})
 
 
-class InvalidTransition(Exception):
-    """A lifecycle move that TRANSITIONS does not allow."""
-
-    def __init__(self, current: CampaignState, target: CampaignState):
-        super().__init__(f"A {current.label.lower()} campaign cannot become {target.label.lower()}.")
-        self.current = current
-        self.target = target
-
-
-class Campaign(db.Model):
+class Campaign(StateMachine, db.Model):
     __tablename__ = "campaigns"
+    TRANSITIONS = CAMPAIGN_TRANSITIONS
+    STATE_MODEL_NAME = "campaign"
     __table_args__ = (
         CheckConstraint("goal_amount > 0", name="goal_positive"),
         CheckConstraint("raised_amount >= 0", name="raised_not_negative"),
@@ -183,13 +179,17 @@ class Campaign(db.Model):
         return int(self.raised_amount * 100 // self.goal_amount) if self.goal_amount else 0
 
     # --- lifecycle ------------------------------------------------------------------
-    def can_transition_to(self, target: CampaignState) -> bool:
-        return target in TRANSITIONS[self.state]
-
-    def transition_to(self, target: CampaignState) -> None:
-        if not self.can_transition_to(target):
-            raise InvalidTransition(self.state, target)
-        self.state = target
+    def on_transition(self, target: CampaignState, now: datetime) -> None:
+        """Stamp when the campaign was submitted, approved, launched or closed."""
+        self.updated_at = now
+        if target is CampaignState.SUBMITTED:
+            self.submitted_at = now
+        elif target is CampaignState.APPROVED:
+            self.approved_at = now
+        elif target is CampaignState.LIVE and self.launched_at is None:
+            self.launched_at = now
+        elif target in (CampaignState.SUCCEEDED, CampaignState.FAILED):
+            self.closed_at = now
 
     @property
     def is_editable(self) -> bool:
@@ -349,8 +349,31 @@ def mask_name(name: str) -> str:
     return name[0] + "*" * (len(name) - 1)
 
 
+class EventCode(enum.StrEnum):
+    """Why the system (not a person) moved a campaign; the sentence is rendered when shown."""
+
+    def __new__(cls, value: str, text: str):
+        member = str.__new__(cls, value)
+        member._value_ = value
+        member.text = text
+        return member
+
+    LAUNCHED_ON_START = "launched_on_start", "The start date arrived."
+    LAUNCHED_ON_APPROVAL = "launched_on_approval", "Approved after its start date: live at once."
+    CLOSED_AT_DEADLINE = "closed_at_deadline", "The deadline passed. Raised {raised} of {goal}."
+    CLOSED_EARLY = (
+        "closed_early",
+        "The maximum was reached after the minimum period; closed early. Raised {raised} of {goal}.",
+    )
+
+
 class CampaignEvent(db.Model):
-    """Audit trail of the campaign lifecycle: who moved it, from what, to what, and why."""
+    """Audit trail of the campaign lifecycle: who moved it, from what, to what, and why.
+
+    Append-only: rows are never updated or deleted. `comment` is what a person typed
+    (a campaigner's note, an operator's decision); a move the system made stores an
+    `EventCode` and its `params` instead, and `text` renders the sentence.
+    """
 
     __tablename__ = "campaign_events"
 
@@ -359,7 +382,35 @@ class CampaignEvent(db.Model):
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     from_state: Mapped[str] = mapped_column(String(32))
     to_state: Mapped[str] = mapped_column(String(32))
+    #: What a person wrote with the move; empty for system moves.
     comment: Mapped[str] = mapped_column(Text, default="")
+    #: An `EventCode` value for a move the system made; None for a person's move.
+    code: Mapped[str | None] = mapped_column(String(64))
+    #: The values the code's sentence is built from (amounts in minor units + currency).
+    params: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     actor = relationship("User")
+
+    @property
+    def text(self) -> str:
+        """What to show for this move: the person's comment, or the system's sentence."""
+        if not self.code:
+            return self.comment
+        try:
+            template = EventCode(self.code).text
+        except ValueError:
+            return self.comment
+        return template.format(**_event_values(self.params or {}))
+
+
+def _event_values(params: dict[str, Any]) -> dict[str, Any]:
+    """Stored params as values to format: `<name>_minor` + `currency` become Money."""
+    values: dict[str, Any] = {}
+    currency = params.get("currency")
+    for key, value in params.items():
+        if key.endswith("_minor") and currency:
+            values[key.removesuffix("_minor")] = Money(value, currency)
+        else:
+            values[key] = value
+    return values

@@ -6,12 +6,12 @@ a draft's existence never leaks.
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, send_file, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, send_file, url_for
 from flask_login import current_user, login_required
-from werkzeug.routing import BuildError
 from wtforms.fields.choices import SelectChoice
 
 from crowdfund.accounts.models import Organisation
+from crowdfund.accounts.views import add_account_link
 from crowdfund.campaigns import images, service
 from crowdfund.campaigns.forms import (
     ActionForm,
@@ -21,6 +21,7 @@ from crowdfund.campaigns.forms import (
     TierForm,
     campaign_form,
 )
+from crowdfund.campaigns.kinds import kind_rules
 from crowdfund.campaigns.models import Campaign, CampaignKind, RewardTier
 from crowdfund.errors import DomainError
 from crowdfund.extensions import db
@@ -53,19 +54,12 @@ def show_errors(form, exc: DomainError) -> None:
 
 
 def public_url(campaign: Campaign) -> str | None:
-    """The campaign's public page once it is public (and the public site is there)."""
-    if not campaign.is_public or "public.campaign" not in current_app.view_functions:
-        return None
-    return url_for("public.campaign", slug=campaign.slug)
+    """The campaign's public page once it is public."""
+    return url_for("public.campaign", slug=campaign.slug) if campaign.is_public else None
 
 
 def new_organisation_url() -> str:
-    for endpoint in ("accounts.organisation_new", "accounts.new_organisation"):
-        try:
-            return url_for(endpoint)
-        except BuildError:
-            continue
-    return "/organisations/new"
+    return url_for("accounts.organisation_new")
 
 
 def studio_cover_url(campaign: Campaign) -> str | None:
@@ -101,7 +95,7 @@ def _render_edit(
             action_form=ActionForm(formdata=None),
             problems=service.submission_problems(campaign, utcnow()),
             review_comment=service.latest_review_comment(campaign),
-            kind_description=service.KIND_DESCRIPTIONS[campaign.kind],
+            kind_description=kind_rules(campaign).description,
         ),
         status,
     )
@@ -235,7 +229,7 @@ def cover(campaign_id: int):
 @login_required
 def add_tier(campaign_id: int):
     campaign = _member_campaign(campaign_id)
-    if campaign.kind is not CampaignKind.REWARD:
+    if not kind_rules(campaign).has_tiers:
         abort(404)
     tier_form = TierForm()
     if tier_form.validate_on_submit():
@@ -337,15 +331,6 @@ def submit(campaign_id: int):
     return _render_edit(campaign, submit_form=submit_form, status=422)
 
 
-def _register_account_link() -> None:
-    """A "My campaigns" card on the account page, when the accounts package offers one."""
-    try:
-        from crowdfund.accounts.views import add_account_link
-    except ImportError:
-        return
-    add_account_link(
-        "My campaigns", "campaigns.studio", "Draft campaigns, follow their review, and see the live ones."
-    )
-
-
-_register_account_link()
+add_account_link(
+    "My campaigns", "campaigns.studio", "Draft campaigns, follow their review, and see the live ones."
+)

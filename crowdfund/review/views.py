@@ -7,7 +7,8 @@ from flask_login import current_user
 
 from crowdfund.accounts.permissions import operator_required
 from crowdfund.campaigns import service as campaigns
-from crowdfund.campaigns.models import Campaign, CampaignKind, CampaignState
+from crowdfund.campaigns.kinds import kind_rules
+from crowdfund.campaigns.models import Campaign, CampaignState
 from crowdfund.campaigns.views import show_errors, studio_cover_url
 from crowdfund.errors import DomainError
 from crowdfund.extensions import db
@@ -16,34 +17,6 @@ from crowdfund.review import service
 from crowdfund.review.forms import decision_forms
 
 bp = Blueprint("review", __name__, url_prefix="/operator")
-
-#: What an operator checks by hand for each kind, besides the automatic checks.
-CHECKLISTS: dict[CampaignKind, tuple[str, ...]] = {
-    CampaignKind.REWARD: (
-        "The organisation is who it says it is (registration, identity of the people behind it).",
-        "Health credentials fit the product: device registration or drug approval where required.",
-        "Rewards are deliverable at these prices and dates; shipping is realistic.",
-        "The story makes no medical claims it cannot support.",
-    ),
-    CampaignKind.EQUITY: (
-        "The organisation is a registered company that can issue these securities.",
-        "Price per share and valuation are plausible; targets and minimum investment are consistent.",
-        "Risks are stated plainly in the story; no promises of returns.",
-        "Health credentials (licences, approvals) match what the company does.",
-    ),
-    CampaignKind.DEBT: (
-        "The borrower can repay: revenue, existing debt, track record.",
-        "Rate and term are reasonable; the goal lies between the minimum and maximum.",
-        "The organisation's credit grade allows borrowing.",
-        "Clinic or care licences are valid.",
-    ),
-    CampaignKind.DONATION: (
-        "The beneficiary is real and the money reaches them.",
-        "Patient aid: identity of patient and initiator, diagnosis and hospital documents, family assets disclosed.",
-        "Patient aid: the hospital can receive payouts against invoices.",
-        "The story respects the patient's privacy.",
-    ),
-}
 
 
 def _campaign_or_404(campaign_id: int) -> Campaign:
@@ -70,7 +43,7 @@ def _render_review(campaign: Campaign, forms: dict | None = None, status: int = 
             events=campaigns.campaign_events(campaign),
             forms=forms or decision_forms(),
             problems=problems,
-            checklist=CHECKLISTS[campaign.kind],
+            checklist=kind_rules(campaign).review_checklist,
             own_organisation=campaigns.is_member(current_user, campaign.organisation_id),
             cover_src=studio_cover_url(campaign),
             starts_in_past=campaign.start_at <= now,

@@ -13,10 +13,11 @@ from flask import Blueprint, abort, current_app, render_template, request, send_
 from flask_login import current_user
 
 from crowdfund.campaigns.images import cover_path
+from crowdfund.campaigns.kinds import KINDS
 from crowdfund.campaigns.models import CLOSED_STATES, Campaign, CampaignKind, CampaignState, HealthCategory
 from crowdfund.models_base import utcnow
 from crowdfund.money import Money
-from crowdfund.web import catalogue
+from crowdfund.public import queries
 
 bp = Blueprint("public", __name__)
 
@@ -25,12 +26,8 @@ COVER_NAME = re.compile(r"[0-9a-f]{32}\.jpg")
 #: Cover names never change content, so browsers may keep them for a week.
 COVER_MAX_AGE = 7 * 24 * 3600
 
-KIND_BLURBS: dict[CampaignKind, str] = {
-    CampaignKind.REWARD: "Pre-order a health product and receive it when it ships.",
-    CampaignKind.EQUITY: "Invest in a health company and own shares in it.",
-    CampaignKind.DEBT: "Lend to a clinic or company and be repaid with interest.",
-    CampaignKind.DONATION: "Give to a patient or a health cause and get a receipt.",
-}
+#: One line per kind for the home page.
+KIND_BLURBS: dict[CampaignKind, str] = {kind: rules.blurb for kind, rules in KINDS.items()}
 
 
 # ---------------------------------------------------------------------------
@@ -90,21 +87,21 @@ def _page_context(now: datetime) -> dict:
 @bp.route("/")
 def home():
     now = utcnow()
-    data = catalogue.home_data(now)
+    data = queries.home_data(now)
     return render_template("public/home.html", data=data, **_page_context(now))
 
 
 @bp.route("/campaigns")
 def campaigns():
     now = utcnow()
-    filters = catalogue.CampaignFilters.from_args(request.args)
-    page = catalogue.search_campaigns(filters, now, current_app.config["CAMPAIGNS_PER_PAGE"])
+    filters = queries.CampaignFilters.from_args(request.args)
+    page = queries.search_campaigns(filters, now, current_app.config["CAMPAIGNS_PER_PAGE"])
     return render_template(
         "public/campaigns.html",
         filters=filters,
         page=page,
-        statuses=catalogue.STATUSES,
-        sorts=catalogue.SORTS,
+        statuses=queries.STATUSES,
+        sorts=queries.SORTS,
         **_page_context(now),
     )
 
@@ -112,8 +109,8 @@ def campaigns():
 @bp.route("/campaigns/<slug>")
 def campaign(slug: str):
     now = utcnow()
-    found = catalogue.campaign_by_slug(slug)
-    if found is None or not catalogue.can_view(found, current_user):
+    found = queries.campaign_by_slug(slug)
+    if found is None or not queries.can_view(found, current_user):
         abort(404)
     return render_template(
         "public/campaign.html",

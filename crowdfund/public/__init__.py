@@ -1,0 +1,1 @@
+"""The public site: home page, campaign listing, campaign page and the queries behind them."""
