@@ -40,10 +40,21 @@ class Config:
     #: Where uploaded files (cover images, documents) live: never under static/.
     UPLOAD_DIR = os.environ.get("UPLOAD_DIR", str(INSTANCE_DIR / "uploads"))
     MAX_CONTENT_LENGTH = int(os.environ.get("MAX_UPLOAD_BYTES", 8 * 1024 * 1024))
-    #: Rate-limit store; use redis://127.0.0.1:6379 when several app processes run.
+    #: Rate-limit store, shared by every process that serves the site: use Redis
+    #: (redis://127.0.0.1:6379) whenever more than one process runs; memory:// counts per
+    #: process and the app warns about it at start-up outside development.
     RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
+    #: Prefix of every key in the store, so several sites can share one Redis.
+    RATELIMIT_KEY_PREFIX = os.environ.get("RATELIMIT_KEY_PREFIX", "healthfund")
     RATELIMIT_ENABLED = _bool("RATELIMIT_ENABLED", True)
+    #: Log-in attempts per client address (every attempt counts).
     LOGIN_RATE_LIMIT = os.environ.get("LOGIN_RATE_LIMIT", "10 per minute;50 per hour")
+    #: Failed log-ins per account (the typed e-mail address), from whatever addresses.
+    LOGIN_ACCOUNT_RATE_LIMIT = os.environ.get("LOGIN_ACCOUNT_RATE_LIMIT", "5 per minute;20 per hour")
+    #: Wrong current passwords per account on the change-password form.
+    PASSWORD_CHECK_RATE_LIMIT = os.environ.get("PASSWORD_CHECK_RATE_LIMIT", "5 per 15 minutes")
+    #: Registrations per client address.
+    REGISTER_RATE_LIMIT = os.environ.get("REGISTER_RATE_LIMIT", "10 per hour")
     WTF_CSRF_ENABLED = True
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
@@ -60,6 +71,8 @@ class Config:
     STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE")
     #: Webhook events signed longer ago than this (seconds) are refused.
     STRIPE_WEBHOOK_TOLERANCE = int(os.environ.get("STRIPE_WEBHOOK_TOLERANCE", 300))
+    #: Seconds a webhook signature may be dated in the future (clocks differ a little).
+    STRIPE_WEBHOOK_CLOCK_SKEW = int(os.environ.get("STRIPE_WEBHOOK_CLOCK_SKEW", 60))
     #: Stripe.js, loaded only on the Stripe "add a card" page (localstripe serves a stand-in).
     STRIPE_JS_URL = os.environ.get("STRIPE_JS_URL", "https://js.stripe.com/v3/")
     #: Seconds one process may spend on a gateway call before another may retry the operation.

@@ -212,7 +212,7 @@ def test_refund_event_completes_a_refund_we_did_not_record(app, client, failing_
     with pytest.raises(ProcessDied):
         service.refund(operation=op, amount=Money(2_000, "CNY"), idempotency_key="refund:evt", reason="x")
     db.session.rollback()
-    refund_obj = stripe_client(localstripe).v1.refunds.retrieve(failing_gateway.crashed[0].gateway_id)
+    refund_obj = stripe_client(localstripe).v1.refunds.retrieve(failing_gateway.crashed[-1].gateway_id)
 
     payload = event("refund.updated", refund_obj.to_dict(), "evt_refund")
     response = post(client, payload, sign(payload))

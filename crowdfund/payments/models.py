@@ -27,8 +27,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from crowdfund.errors import ErrorCode, describe
 from crowdfund.extensions import db
-from crowdfund.models_base import UTCDateTime, enum_column, utcnow
+from crowdfund.models_base import StateMachine, UTCDateTime, enum_column, utcnow
 from crowdfund.money import Money
 
 
@@ -36,7 +37,7 @@ class ChargeOutcome(enum.StrEnum):
     """What a gateway call came to, in terms the rest of the code can act on."""
 
     SUCCEEDED = "succeeded"
-    #: The bank said no; `failure_message` tells the backer what to do.
+    #: The bank said no; the operation's `failure_code` says why.
     DECLINED = "declined"
     #: The bank wants the card holder to confirm (3-D Secure); the backer must act.
     NEEDS_AUTHENTICATION = "needs_authentication"
@@ -75,14 +76,42 @@ OPERATION_TRANSITIONS: dict[OperationState, frozenset[OperationState]] = {
     OperationState.FAILED: frozenset(),
 }
 
+#: Gateway codes that mean something of ours under another name.
+GATEWAY_CODE_ALIASES: dict[str, ErrorCode] = {
+    "authentication_required": ErrorCode.REQUIRES_ACTION,
+    "payment_intent_authentication_failure": ErrorCode.REQUIRES_ACTION,
+    "incorrect_number": ErrorCode.INVALID_NUMBER,
+    "rate_limited": ErrorCode.GATEWAY_UNAVAILABLE,
+    "no_customer": ErrorCode.SETUP_MISSING,
+}
+#: Our codes a gateway may name directly (the rest of its open set of decline codes is a decline).
+GATEWAY_CODES_OF_OURS = frozenset(
+    {
+        ErrorCode.CARD_DECLINED,
+        ErrorCode.INSUFFICIENT_FUNDS,
+        ErrorCode.EXPIRED_CARD,
+        ErrorCode.INCORRECT_CVC,
+        ErrorCode.INVALID_NUMBER,
+        ErrorCode.INVALID_EXPIRY,
+        ErrorCode.INVALID_CVC,
+        ErrorCode.CARD_MISSING,
+        ErrorCode.SETUP_MISSING,
+        ErrorCode.SETUP_MISMATCH,
+        ErrorCode.GATEWAY_UNAVAILABLE,
+        ErrorCode.GATEWAY_CONFIGURATION,
+        ErrorCode.IDEMPOTENCY_KEY_REUSED,
+    }
+)
 
-class InvalidOperationTransition(Exception):
-    """A move between operation states that OPERATION_TRANSITIONS does not allow."""
 
-    def __init__(self, current: OperationState, target: OperationState):
-        super().__init__(f"A {current.value} payment operation cannot become {target.value}.")
-        self.current = current
-        self.target = target
+def error_code_for(gateway_code: str | None, default: ErrorCode = ErrorCode.CARD_DECLINED) -> ErrorCode:
+    """Our stable code for a code a gateway answered with (an open set: unknown ones are `default`)."""
+    code = (gateway_code or "").strip()
+    if code in GATEWAY_CODE_ALIASES:
+        return GATEWAY_CODE_ALIASES[code]
+    if code in GATEWAY_CODES_OF_OURS:
+        return ErrorCode(code)
+    return default
 
 
 class MethodStatus(enum.StrEnum):
@@ -162,8 +191,16 @@ BRAND_LABELS = {
 }
 
 
-class PaymentOperation(db.Model):
-    """One charge, refund or payout: intent first, outcome after (see module docstring)."""
+class PaymentOperation(StateMachine, db.Model):
+    """One charge, refund or payout: intent first, outcome after (see module docstring).
+
+    Its states move only as `OPERATION_TRANSITIONS` allows; staying in the same state is
+    allowed (a gateway may say the same thing twice).
+    """
+
+    TRANSITIONS = OPERATION_TRANSITIONS
+    ALLOW_SAME_STATE = True
+    STATE_MODEL_NAME = "payment"
 
     __tablename__ = "payment_operations"
     __table_args__ = (
@@ -202,9 +239,11 @@ class PaymentOperation(db.Model):
     #: Payouts to a health provider (hospital) rather than to the organisation itself.
     provider_id: Mapped[int | None] = mapped_column(Integer)
     description: Mapped[str] = mapped_column(String(300), default="")
+    #: The gateway's code for the last failure, as it sent it (an open set, for operators);
+    #: `error_code` is ours, and the sentence shown to people is rendered from that.
     failure_code: Mapped[str | None] = mapped_column(String(60))
-    #: Written for the person who can act on it (the backer, for a declined card).
-    failure_message: Mapped[str | None] = mapped_column(String(500))
+    #: The gateway's own words about the failure, for operators only (never shown to backers).
+    gateway_message: Mapped[str | None] = mapped_column(String(500))
     #: Strings sent to the gateway with the request (pledge id, campaign id …).
     details: Mapped[dict] = mapped_column("metadata", JSON, default=dict)
     #: How many times the gateway has been called for this operation.
@@ -235,16 +274,22 @@ class PaymentOperation(db.Model):
         return self.amount - self.refunded
 
     @property
-    def is_final(self) -> bool:
-        return not OPERATION_TRANSITIONS[self.state]
+    def error_code(self) -> ErrorCode | None:
+        """Our stable code for why this operation failed or waits (None when nothing went wrong)."""
+        if not self.failure_code:
+            return None
+        if self.state is OperationState.REQUIRES_ACTION or self.result is ChargeOutcome.NEEDS_AUTHENTICATION:
+            return ErrorCode.REQUIRES_ACTION
+        if self.result is ChargeOutcome.TEMPORARY:
+            return ErrorCode.GATEWAY_UNAVAILABLE
+        default = ErrorCode.CARD_DECLINED if self.kind is OperationKind.CHARGE else ErrorCode.FAILED
+        return error_code_for(self.failure_code, default)
 
-    def transition_to(self, target: OperationState) -> None:
-        """Move to `target`; staying where it is is allowed, anything not in the table is not."""
-        if target is self.state:
-            return
-        if target not in OPERATION_TRANSITIONS[self.state]:
-            raise InvalidOperationTransition(self.state, target)
-        self.state = target
+    @property
+    def failure_message(self) -> str | None:
+        """What the person who can act on it reads, rendered from `error_code`."""
+        code = self.error_code
+        return describe(code) if code is not None else None
 
     def __repr__(self) -> str:
         return f"<PaymentOperation {self.id} {self.kind.value} {self.state.value} {self.amount}>"

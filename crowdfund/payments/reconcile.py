@@ -61,7 +61,7 @@ def _settle_pending(report: ReconcileReport, stale_after: timedelta, retry: bool
 
 
 def _check_ledger(report: ReconcileReport, ops: list[PaymentOperation]) -> None:
-    from crowdfund.ledger.models import LedgerTransaction
+    from crowdfund.ledger.models import LedgerTransaction, TransactionKind
     from crowdfund.ledger.service import find_transaction
 
     ours = {service.ledger_key(op): op for op in ops}
@@ -78,7 +78,11 @@ def _check_ledger(report: ReconcileReport, ops: list[PaymentOperation]) -> None:
             report.differences.append(
                 f"{_name(op)}: is {op.state.value} but ledger transaction #{txn.sequence} exists"
             )
-    for txn in db.session.scalars(select(LedgerTransaction).where(LedgerTransaction.key.like("payment:%"))):
+    posted_for_payments = select(LedgerTransaction).where(
+        LedgerTransaction.kind.in_([TransactionKind.CHARGE, TransactionKind.REFUND, TransactionKind.PAYOUT]),
+        LedgerTransaction.key.like("payment:%"),
+    )
+    for txn in db.session.scalars(posted_for_payments):
         if txn.key not in ours:
             report.differences.append(
                 f"ledger transaction #{txn.sequence} ({txn.key}) has no payment operation"
@@ -116,16 +120,14 @@ def _check_gateway(report: ReconcileReport, ops: list[PaymentOperation], since: 
 
 
 def _check_clearing(report: ReconcileReport, ops: list[PaymentOperation]) -> None:
-    from crowdfund.ledger.models import AccountPurpose
-    from crowdfund.ledger.service import account_balance, find_account
+    from crowdfund.ledger.service import balance_of_clearing
 
     net: dict[str, int] = defaultdict(int)
     for op in ops:
         if op.state is OperationState.SUCCEEDED:
             net[op.currency] += op.amount_amount if op.kind is OperationKind.CHARGE else -op.amount_amount
     for currency in sorted(set(net) | set(CURRENCIES)):
-        account = find_account(AccountPurpose.GATEWAY_CLEARING, currency)
-        held = account_balance(account) if account is not None else Money.zero(currency)
+        held = balance_of_clearing(currency)
         expected = Money(net[currency], currency)
         if held != expected:
             report.differences.append(
@@ -143,11 +145,9 @@ def reconcile(
     """Settle stale pending operations, then compare records, ledger and gateway (see module docstring)."""
     report = ReconcileReport()
     _settle_pending(report, stale_after, retry)
-    db.session.rollback()
     ops = list(db.session.scalars(select(PaymentOperation).order_by(PaymentOperation.id)))
     report.checked = len(ops)
     _check_ledger(report, ops)
     _check_gateway(report, ops, since)
     _check_clearing(report, ops)
-    db.session.rollback()
     return report

@@ -1,11 +1,17 @@
 """Payment use cases: saved cards, charges, refunds, payouts — exactly once.
 
-Every money-moving use case runs in three steps:
+Every money-moving use case is three named steps, each its own unit of work except the
+gateway call, which runs outside any transaction:
 
-1. persist the intent: a `PaymentOperation` in state *pending* with the caller's
-   idempotency key, committed before the gateway is called;
-2. call the gateway (off-session, with the key and metadata naming the operation);
-3. record the outcome and, on success, post the ledger transaction — one commit.
+1. `_record_intent`: under the use case's locks, check it and write a `PaymentOperation`
+   in state *pending* with the caller's idempotency key, holding the call lease;
+2. `_call_gateway`: call the gateway (off-session, with the key and metadata naming the
+   operation);
+3. `record_outcome`: lock the campaign (when the operation has one), then the operation,
+   apply what the gateway said and, on success, post the ledger movement — one commit.
+
+Every step locks in the global order (campaign, then payment operations, then the ledger)
+and runs again on a lock conflict, so a charge the gateway made is always recorded.
 
 If the process dies between 1 and 3, the operation stays pending. The next call with the
 same key, a webhook, or `flask payments reconcile` looks it up at the gateway (by the
@@ -15,21 +21,23 @@ again — and only by one process at a time (the call lease). This holds even wh
 gateway ignores idempotency keys.
 
 Webhooks, the CLI and the pages all go through these functions; only this package knows
-which gateway is in use.
+which gateway is in use. The ledger's accounts are the ledger's business: a success
+posts through `crowdfund.ledger.postings`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
+from typing import TYPE_CHECKING
 
 from flask import current_app
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from crowdfund.database import begin_write, lock
-from crowdfund.errors import Conflict, DomainError, Forbidden, NotFound, ValidationError
+from crowdfund.database import after_commit, lock, retry_on_lock, unit_of_work
+from crowdfund.errors import Conflict, DomainError, ErrorCode, Forbidden, NotFound, ValidationError
 from crowdfund.extensions import db
 from crowdfund.models_base import utcnow
 from crowdfund.money import Money
@@ -40,6 +48,8 @@ from crowdfund.payments.gateway import (
     Gateway,
     GatewayResult,
     GatewayUnavailable,
+    PayoutAccountInfo,
+    SavedCard,
     SetupSession,
 )
 from crowdfund.payments.models import (
@@ -51,7 +61,11 @@ from crowdfund.payments.models import (
     PaymentMethod,
     PaymentOperation,
     PayoutAccount,
+    error_code_for,
 )
+
+if TYPE_CHECKING:
+    from crowdfund.accounts.models import Organisation, User
 
 __all__ = [
     "ChargeOutcome",
@@ -76,21 +90,10 @@ __all__ = [
     "set_default_payment_method",
 ]
 
-#: How long one process may take over the gateway call of an operation before another may retry it.
-DEFAULT_CALL_LEASE_SECONDS = 120
+GATEWAYS = ("sandbox", "stripe")
 
 
 # --- the gateway -------------------------------------------------------------------------
-@contextmanager
-def _rollback_on_error() -> Iterator[None]:
-    """End the write transaction when a use case refuses, so no lock outlives the refusal."""
-    try:
-        yield
-    except DomainError:
-        db.session.rollback()
-        raise
-
-
 def get_gateway() -> Gateway:
     """The gateway named by PAYMENT_GATEWAY ("sandbox", the default, or "stripe").
 
@@ -99,7 +102,7 @@ def get_gateway() -> Gateway:
     override = current_app.extensions.get("payments.gateway")
     if override is not None:
         return override
-    name = (current_app.config.get("PAYMENT_GATEWAY") or "sandbox").lower()
+    name = (current_app.config["PAYMENT_GATEWAY"] or "sandbox").lower()
     if name == "sandbox":
         from crowdfund.payments.sandbox import SandboxGateway
 
@@ -108,7 +111,8 @@ def get_gateway() -> Gateway:
         from crowdfund.payments.stripe_gateway import StripeGateway
 
         return StripeGateway.from_config(current_app.config)
-    raise RuntimeError(f"PAYMENT_GATEWAY must be 'sandbox' or 'stripe', not {name!r}")
+    current_app.logger.error("PAYMENT_GATEWAY must be one of %s, not %r", GATEWAYS, name)
+    raise DomainError(code=ErrorCode.GATEWAY_CONFIGURATION)
 
 
 def gateway_name() -> str:
@@ -116,49 +120,70 @@ def gateway_name() -> str:
 
 
 def _lease() -> timedelta:
-    return timedelta(
-        seconds=int(current_app.config.get("PAYMENT_CALL_LEASE_SECONDS", DEFAULT_CALL_LEASE_SECONDS))
-    )
+    return timedelta(seconds=int(current_app.config["PAYMENT_CALL_LEASE_SECONDS"]))
 
 
-def _gateway_down(exc: GatewayUnavailable) -> Conflict:
+def _gateway_down(exc: GatewayUnavailable) -> DomainError:
+    if exc.outcome is ChargeOutcome.PERMANENT:
+        current_app.logger.error("The payment gateway refused our credentials: %s", exc.message)
+        return DomainError(code=ErrorCode.GATEWAY_CONFIGURATION)
     return Conflict(
         "The payment service is not answering right now. Please try again in a few minutes.",
-        code="gateway_unavailable",
+        code=ErrorCode.GATEWAY_UNAVAILABLE,
     )
+
+
+def _card_refused(exc: CardError) -> ValidationError:
+    """The gateway refused a card: our code for it (its own code kept in `params`)."""
+    return ValidationError(
+        exc.message, code=error_code_for(exc.code), field=exc.field, params={"gateway_code": exc.code}
+    )
+
+
+def _lock_campaign(campaign_id: int | None) -> None:
+    """The first lock of every money path that touches a campaign (see `crowdfund.database`)."""
+    from crowdfund.campaigns.models import Campaign
+
+    if campaign_id is not None:
+        lock(Campaign, campaign_id)
 
 
 # --- customers and saved cards -----------------------------------------------------------
-def _customer_id(user, gateway: Gateway, create: bool = True) -> str | None:
-    """The user's customer id at `gateway`, created there (and committed here) on first use."""
-    row = db.session.scalars(
-        select(GatewayCustomer).where(
-            GatewayCustomer.user_id == user.id, GatewayCustomer.gateway == gateway.name
+def _find_customer_id(user_id: int, gateway: str) -> str | None:
+    return db.session.scalar(
+        select(GatewayCustomer.customer_id).where(
+            GatewayCustomer.user_id == user_id, GatewayCustomer.gateway == gateway
         )
-    ).first()
-    if row is not None or not create:
-        return row.customer_id if row else None
+    )
+
+
+def _customer_id(user: User, gateway: Gateway) -> str:
+    """The user's customer id at `gateway`: created there on first use, then recorded here."""
+    found = _find_customer_id(user.id, gateway.name)
+    if found is not None:
+        return found
     try:
         customer_id = gateway.ensure_customer(
             user_id=user.id, email=user.email, name=user.name, customer_id=None
         )
     except GatewayUnavailable as exc:
         raise _gateway_down(exc) from None
-    begin_write()
-    db.session.add(GatewayCustomer(user_id=user.id, gateway=gateway.name, customer_id=customer_id))
+    return _record_customer(user.id, gateway.name, customer_id)
+
+
+@retry_on_lock
+def _record_customer(user_id: int, gateway: str, customer_id: str) -> str:
     try:
-        db.session.commit()
+        with unit_of_work():
+            if _find_customer_id(user_id, gateway) is None:
+                db.session.add(GatewayCustomer(user_id=user_id, gateway=gateway, customer_id=customer_id))
+                db.session.flush()
     except IntegrityError:
-        db.session.rollback()
-    row = db.session.scalars(
-        select(GatewayCustomer).where(
-            GatewayCustomer.user_id == user.id, GatewayCustomer.gateway == gateway.name
-        )
-    ).one()
-    return row.customer_id
+        pass  # another request recorded the customer just now
+    return _find_customer_id(user_id, gateway)
 
 
-def list_payment_methods(user) -> list[PaymentMethod]:
+def list_payment_methods(user: User) -> list[PaymentMethod]:
     """The user's saved cards at the current gateway, default first, then newest."""
     name = gateway_name()
     return list(
@@ -176,7 +201,7 @@ def list_payment_methods(user) -> list[PaymentMethod]:
     )
 
 
-def default_payment_method(user) -> PaymentMethod | None:
+def default_payment_method(user: User) -> PaymentMethod | None:
     """The card to charge: the user's default if usable and unexpired, else the newest usable card."""
     now = utcnow()
     for method in list_payment_methods(user):
@@ -185,15 +210,26 @@ def default_payment_method(user) -> PaymentMethod | None:
     return None
 
 
-def get_payment_method(user, method_id: int) -> PaymentMethod:
+def _not_saved() -> NotFound:
+    return NotFound("That card is not saved in your account.", code=ErrorCode.NOT_FOUND)
+
+
+def get_payment_method(user: User, method_id: int) -> PaymentMethod:
     """One of the user's saved cards; NotFound for anyone else's."""
     method = db.session.get(PaymentMethod, method_id)
     if method is None or method.user_id != user.id or method.status is MethodStatus.REMOVED:
-        raise NotFound("That card is not saved in your account.")
+        raise _not_saved()
     return method
 
 
-def begin_add_payment_method(user) -> SetupSession:
+def _lock_method(user: User, method_id: int) -> PaymentMethod:
+    method = lock(PaymentMethod, method_id)
+    if method is None or method.user_id != user.id or method.status is MethodStatus.REMOVED:
+        raise _not_saved()
+    return method
+
+
+def begin_add_payment_method(user: User) -> SetupSession:
     """Start saving a card: what the "add a card" page needs (Stripe: a SetupIntent)."""
     gateway = get_gateway()
     customer_id = _customer_id(user, gateway)
@@ -212,7 +248,7 @@ def _make_default(method: PaymentMethod) -> None:
     method.is_default = True
 
 
-def save_payment_method(user, data: dict[str, str]) -> PaymentMethod:
+def save_payment_method(user: User, data: dict[str, str]) -> PaymentMethod:
     """Save the card the page collected (sandbox: the form; Stripe: the confirmed SetupIntent).
 
     A usable new card becomes the default. A card that needs authentication is saved in
@@ -224,41 +260,44 @@ def save_payment_method(user, data: dict[str, str]) -> PaymentMethod:
     try:
         card = gateway.confirm_setup(customer_id=customer_id, data=data)
     except CardError as exc:
-        raise ValidationError(exc.message, code=exc.code, field=exc.field) from None
+        raise _card_refused(exc) from None
     except GatewayUnavailable as exc:
         raise _gateway_down(exc) from None
-    begin_write()
-    method = db.session.scalars(
-        select(PaymentMethod).where(
-            PaymentMethod.gateway == gateway.name, PaymentMethod.gateway_id == card.gateway_id
+    return _record_card(user, gateway.name, card)
+
+
+@retry_on_lock
+def _record_card(user: User, gateway: str, card: SavedCard) -> PaymentMethod:
+    with unit_of_work():
+        method = db.session.scalars(
+            select(PaymentMethod).where(
+                PaymentMethod.gateway == gateway, PaymentMethod.gateway_id == card.gateway_id
+            )
+        ).first()
+        if method is not None:
+            if method.user_id != user.id:
+                raise Forbidden("That card belongs to another account.", code=ErrorCode.FORBIDDEN)
+            return method
+        method = PaymentMethod(
+            user_id=user.id,
+            gateway=gateway,
+            gateway_id=card.gateway_id,
+            brand=card.brand,
+            last4=card.last4,
+            exp_month=card.exp_month,
+            exp_year=card.exp_year,
+            status=MethodStatus.REQUIRES_AUTHENTICATION if card.needs_authentication else MethodStatus.USABLE,
+            setup_reference=card.reference,
+            is_default=False,
         )
-    ).first()
-    if method is not None:
-        db.session.rollback()
-        if method.user_id != user.id:
-            raise Forbidden("That card belongs to another account.")
-        return method
-    method = PaymentMethod(
-        user_id=user.id,
-        gateway=gateway.name,
-        gateway_id=card.gateway_id,
-        brand=card.brand,
-        last4=card.last4,
-        exp_month=card.exp_month,
-        exp_year=card.exp_year,
-        status=MethodStatus.REQUIRES_AUTHENTICATION if card.needs_authentication else MethodStatus.USABLE,
-        setup_reference=card.reference,
-        is_default=False,
-    )
-    db.session.add(method)
-    db.session.flush()
-    if method.is_usable:
-        _make_default(method)
-    db.session.commit()
+        db.session.add(method)
+        db.session.flush()
+        if method.is_usable:
+            _make_default(method)
     return method
 
 
-def authenticate_payment_method(user, method_id: int) -> PaymentMethod:
+def authenticate_payment_method(user: User, method_id: int) -> PaymentMethod:
     """The card holder confirmed the card with their bank: it becomes usable and the default."""
     method = get_payment_method(user, method_id)
     if method.status is MethodStatus.USABLE:
@@ -270,52 +309,62 @@ def authenticate_payment_method(user, method_id: int) -> PaymentMethod:
             customer_id=customer_id, gateway_id=method.gateway_id, reference=method.setup_reference
         )
     except CardError as exc:
-        raise ValidationError(exc.message, code=exc.code) from None
+        raise _card_refused(exc) from None
     except GatewayUnavailable as exc:
         raise _gateway_down(exc) from None
-    with _rollback_on_error():
-        begin_write()
-        method = get_payment_method(user, method_id)
-    method.status = MethodStatus.USABLE
-    _make_default(method)
-    db.session.commit()
+    return _mark_usable(user, method_id)
+
+
+@retry_on_lock
+def _mark_usable(user: User, method_id: int) -> PaymentMethod:
+    with unit_of_work():
+        method = _lock_method(user, method_id)
+        method.status = MethodStatus.USABLE
+        _make_default(method)
     return method
 
 
-def set_default_payment_method(user, method_id: int) -> PaymentMethod:
+@retry_on_lock
+def set_default_payment_method(user: User, method_id: int) -> PaymentMethod:
     """Make one of the user's usable cards the one charged."""
-    with _rollback_on_error():
-        begin_write()
-        method = get_payment_method(user, method_id)
+    with unit_of_work():
+        method = _lock_method(user, method_id)
         if not method.is_usable:
-            raise ValidationError("Confirm this card with your bank before making it your default.")
-    _make_default(method)
-    db.session.commit()
+            raise ValidationError(
+                "Confirm this card with your bank before making it your default.",
+                code=ErrorCode.VALIDATION_ERROR,
+            )
+        _make_default(method)
     return method
 
 
-def remove_payment_method(user, method_id: int) -> None:
-    """Forget a saved card; the newest other usable card becomes the default."""
-    with _rollback_on_error():
-        begin_write()
-        method = get_payment_method(user, method_id)
-    was_default = method.is_default
-    method.status = MethodStatus.REMOVED
-    method.is_default = False
-    db.session.flush()
-    if was_default:
-        replacement = default_payment_method(user)
-        if replacement is not None:
-            _make_default(replacement)
-    customer_id = _customer_id(user, get_gateway(), create=False)
-    gateway_id, gateway_used = method.gateway_id, method.gateway
-    db.session.commit()
+@retry_on_lock
+def remove_payment_method(user: User, method_id: int) -> None:
+    """Forget a saved card; the newest other usable card becomes the default.
+
+    The card is detached at the gateway once the removal is committed.
+    """
     gateway = get_gateway()
-    if customer_id and gateway.name == gateway_used:
-        try:
-            gateway.detach(customer_id=customer_id, gateway_id=gateway_id)
-        except GatewayUnavailable:
-            current_app.logger.warning("Could not detach card %s at the gateway", gateway_id)
+    with unit_of_work():
+        method = _lock_method(user, method_id)
+        was_default = method.is_default
+        method.status = MethodStatus.REMOVED
+        method.is_default = False
+        db.session.flush()
+        if was_default:
+            replacement = default_payment_method(user)
+            if replacement is not None:
+                _make_default(replacement)
+        customer_id = _find_customer_id(user.id, method.gateway)
+        if customer_id and gateway.name == method.gateway:
+            after_commit(partial(_detach, gateway, customer_id, method.gateway_id))
+
+
+def _detach(gateway: Gateway, customer_id: str, gateway_id: str) -> None:
+    try:
+        gateway.detach(customer_id=customer_id, gateway_id=gateway_id)
+    except GatewayUnavailable:
+        current_app.logger.warning("Could not detach card %s at the gateway", gateway_id)
 
 
 # --- operations ------------------------------------------------------------------------
@@ -329,72 +378,73 @@ def _check_key(key: str) -> str:
     key = (key or "").strip()
     if not key or len(key) > 200:
         raise ValidationError(
-            "An idempotency key of 1 to 200 characters is required.", code="idempotency_key"
+            "An idempotency key of 1 to 200 characters is required.", code=ErrorCode.IDEMPOTENCY_KEY
         )
     return key
 
 
 def _check_amount(amount: Money) -> None:
     if not isinstance(amount, Money) or not amount.is_positive:
-        raise ValidationError("The amount must be a positive amount of money.", code="amount")
+        raise ValidationError("The amount must be a positive amount of money.", code=ErrorCode.AMOUNT)
 
 
 def _clean_metadata(metadata: dict | None) -> dict[str, str]:
     return {str(k)[:40]: str(v)[:500] for k, v in (metadata or {}).items()}
 
 
-def _same_request(op: PaymentOperation, kind: OperationKind, amount: Money) -> None:
-    if op.kind is not kind or op.amount != amount:
+def _same_request(op: PaymentOperation, kind: OperationKind, amount: Money | None) -> None:
+    if op.kind is not kind or (amount is not None and op.amount != amount):
         raise Conflict(
             f"The key {op.idempotency_key!r} was already used for a different {op.kind.value}.",
-            code="idempotency_conflict",
+            code=ErrorCode.IDEMPOTENCY_CONFLICT,
         )
 
 
-def _create_operation(**fields) -> tuple[PaymentOperation, bool]:
-    """Insert and COMMIT a pending operation holding the call lease; (existing, False) if the key exists."""
-    begin_write()
-    return _insert_pending(**fields)
+@retry_on_lock
+def _record_intent(key: str, fields: Callable[[], dict]) -> tuple[PaymentOperation, bool]:
+    """Step 1: write the pending operation, holding the call lease; (existing, False) if the key is taken.
 
-
-def _insert_pending(**fields) -> tuple[PaymentOperation, bool]:
-    """`_create_operation` inside a write transaction the caller already opened (and checked under)."""
-    existing = find_operation(fields["idempotency_key"])
-    if existing is not None:
-        db.session.rollback()
-        return find_operation(fields["idempotency_key"]), False
-    op = PaymentOperation(
-        state=OperationState.PENDING,
-        attempts=1,
-        call_lease_until=utcnow() + _lease(),
-        refunded_amount=0,
-        **fields,
-    )
-    db.session.add(op)
+    `fields()` takes the use case's locks, checks it (raising to refuse) and returns the
+    operation's columns.
+    """
     try:
-        db.session.commit()
-    except IntegrityError:  # the same key, inserted by another process just now
-        db.session.rollback()
-        return find_operation(fields["idempotency_key"]), False
+        with unit_of_work():
+            existing = find_operation(key)
+            if existing is not None:
+                return existing, False
+            op = PaymentOperation(
+                state=OperationState.PENDING,
+                attempts=1,
+                call_lease_until=utcnow() + _lease(),
+                refunded_amount=0,
+                idempotency_key=key,
+                **fields(),
+            )
+            db.session.add(op)
+            db.session.flush()
+    except IntegrityError:
+        existing = find_operation(key)  # the same key, written by another process just now
+        if existing is None:
+            raise
+        return existing, False
     return op, True
 
 
-def _claim_call(op: PaymentOperation) -> bool:
+@retry_on_lock
+def _take_call_lease(op_id: int) -> bool:
     """Take the call lease of a pending operation (one process at a time calls the gateway)."""
-    begin_write()
     now = utcnow()
-    taken = db.session.execute(
-        update(PaymentOperation)
-        .where(
-            PaymentOperation.id == op.id,
-            PaymentOperation.state == OperationState.PENDING,
-            or_(PaymentOperation.call_lease_until.is_(None), PaymentOperation.call_lease_until < now),
-        )
-        .values(call_lease_until=now + _lease(), attempts=PaymentOperation.attempts + 1, updated_at=now)
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    db.session.commit()
-    db.session.refresh(op)
+    with unit_of_work():
+        taken = db.session.execute(
+            update(PaymentOperation)
+            .where(
+                PaymentOperation.id == op_id,
+                PaymentOperation.state == OperationState.PENDING,
+                or_(PaymentOperation.call_lease_until.is_(None), PaymentOperation.call_lease_until < now),
+            )
+            .values(call_lease_until=now + _lease(), attempts=PaymentOperation.attempts + 1, updated_at=now)
+            .execution_options(synchronize_session=False)
+        ).rowcount
     return taken == 1
 
 
@@ -410,15 +460,11 @@ def _gateway_metadata(op: PaymentOperation) -> dict[str, str]:
 def _customer_of(op: PaymentOperation, gateway: Gateway) -> str | None:
     if op.user_id is None:
         return None
-    return db.session.scalar(
-        select(GatewayCustomer.customer_id).where(
-            GatewayCustomer.user_id == op.user_id, GatewayCustomer.gateway == gateway.name
-        )
-    )
+    return _find_customer_id(op.user_id, gateway.name)
 
 
 def _call_gateway(op: PaymentOperation, gateway: Gateway) -> GatewayResult:
-    """Make the one gateway call the operation stands for."""
+    """Step 2: make the one gateway call the operation stands for (outside any unit of work)."""
     try:
         if op.kind is OperationKind.CHARGE:
             return gateway.charge(
@@ -476,21 +522,12 @@ def _resume(op: PaymentOperation, gateway: Gateway) -> PaymentOperation:
         return op
     if found is not None and found.outcome is not ChargeOutcome.TEMPORARY:
         return record_outcome(op.id, found)
-    if not _claim_call(op):
+    if not _take_call_lease(op.id):
         return op  # another process is calling the gateway for it right now
     return _call_and_record(op, gateway)
 
 
 # --- recording outcomes ----------------------------------------------------------------
-def _lock_operation(op_id: int) -> PaymentOperation:
-    return db.session.scalars(
-        select(PaymentOperation)
-        .where(PaymentOperation.id == op_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).one()
-
-
 def apply_result(op: PaymentOperation, result: GatewayResult) -> bool:
     """Bring a (locked) operation in line with what the gateway said; post the ledger on success.
 
@@ -501,90 +538,97 @@ def apply_result(op: PaymentOperation, result: GatewayResult) -> bool:
     if result.gateway_id and not op.gateway_id:
         op.gateway_id = result.gateway_id
     op.call_lease_until = None
-    if op.is_final or result.outcome is None:
-        db.session.flush()
-        return False
-    before = op.state
     outcome = result.outcome
-    if outcome is ChargeOutcome.TEMPORARY:
-        op.result = outcome
-        op.failure_code = result.failure_code or "temporary"
-        op.failure_message = result.failure_message or "The payment service is busy; this will be retried."
+    if op.is_final or outcome is None:
         db.session.flush()
         return False
     op.result = outcome
+    before = op.state
     if outcome is ChargeOutcome.SUCCEEDED:
         op.transition_to(OperationState.SUCCEEDED)
-        op.failure_code = op.failure_message = None
-        _on_success(op)
+        op.failure_code = op.gateway_message = None
+        _post_success(op)
+    elif outcome is ChargeOutcome.TEMPORARY:
+        _note_failure(op, result, "temporary")
     elif outcome is ChargeOutcome.NEEDS_AUTHENTICATION and op.kind is OperationKind.CHARGE:
         op.transition_to(OperationState.REQUIRES_ACTION)
-        op.failure_code = result.failure_code or "authentication_required"
-        op.failure_message = result.failure_message
+        _note_failure(op, result, "authentication_required")
     else:
         op.transition_to(OperationState.FAILED)
-        op.failure_code = result.failure_code or outcome.value
-        op.failure_message = result.failure_message
+        _note_failure(op, result, outcome.value)
     db.session.flush()
     return op.state is not before
 
 
+def _note_failure(op: PaymentOperation, result: GatewayResult, default_code: str) -> None:
+    """Keep the gateway's code (ours is derived from it) and its words, for operators."""
+    op.failure_code = (result.failure_code or default_code)[:60]
+    op.gateway_message = (result.failure_message or "")[:500] or None
+
+
+@retry_on_lock
 def record_outcome(op_id: int, result: GatewayResult) -> PaymentOperation:
-    """Record what the gateway said about an operation, post the ledger, commit once."""
-    begin_write()
-    op = _lock_operation(op_id)
-    apply_result(op, result)
-    db.session.commit()
+    """Step 3: lock the campaign (if any), then the operation; record what the gateway said,
+    post the ledger on success, commit once."""
+    with unit_of_work():
+        campaign_id = db.session.scalar(
+            select(PaymentOperation.campaign_id).where(PaymentOperation.id == op_id)
+        )
+        _lock_campaign(campaign_id)
+        op = lock(PaymentOperation, op_id)
+        apply_result(op, result)
     return op
 
 
-def _on_success(op: PaymentOperation) -> None:
+def _post_success(op: PaymentOperation) -> None:
     """A money outcome: post it to the ledger (and keep the charge's refunded total)."""
-    from crowdfund.campaigns.models import Campaign
-    from crowdfund.ledger import service as ledger
+    from crowdfund.ledger import postings
 
-    amount = op.amount
-    clearing = ledger.clearing_account(amount.currency)
     if op.kind is OperationKind.CHARGE:
-        campaign = db.session.get(Campaign, op.campaign_id)
-        legs = [
-            ledger.Leg.debit(clearing, amount),
-            ledger.Leg.credit(ledger.escrow_account(campaign), amount),
-        ]
-        description = f"Card payment received (payment #{op.id})"
+        txn = postings.charge_into_escrow(payment_id=op.id, campaign_id=op.campaign_id, amount=op.amount)
     elif op.kind is OperationKind.REFUND:
-        parent = db.session.scalars(
-            select(PaymentOperation).where(PaymentOperation.id == op.parent_id).with_for_update()
-        ).one()
-        parent.refunded_amount = (parent.refunded_amount or 0) + amount.amount
-        campaign = db.session.get(Campaign, op.campaign_id)
-        legs = [
-            ledger.Leg.debit(ledger.escrow_account(campaign), amount),
-            ledger.Leg.credit(clearing, amount),
-        ]
-        description = f"Refund of payment #{op.parent_id}"
-    else:
-        payable = (
-            ledger.provider_payable_account(op.provider_id, amount.currency)
-            if op.provider_id is not None
-            else ledger.org_payable_account(op.organisation_id, amount.currency)
+        parent = lock(PaymentOperation, op.parent_id)
+        parent.refunded_amount = (parent.refunded_amount or 0) + op.amount_amount
+        txn = postings.refund_from_escrow(
+            payment_id=op.id, charge_payment_id=parent.id, campaign_id=op.campaign_id, amount=op.amount
         )
-        legs = [ledger.Leg.debit(payable, amount), ledger.Leg.credit(clearing, amount)]
-        description = f"Payout #{op.id}" + (f": {op.description}" if op.description else "")
-    key = ledger_key(op)
-    ledger.post_transaction(key, description[:300], legs, campaign_id=op.campaign_id, kind=op.kind.value)
-    op.ledger_key = key
+    else:
+        txn = postings.payout(
+            payment_id=op.id,
+            amount=op.amount,
+            organisation_id=op.organisation_id,
+            provider_id=op.provider_id,
+            campaign_id=op.campaign_id,
+            description=op.description,
+        )
+    op.ledger_key = txn.key
 
 
 def ledger_key(op: PaymentOperation) -> str:
     """The idempotency key of the ledger transaction an operation's success posts."""
-    return f"payment:{op.id}:{op.kind.value}"
+    from crowdfund.ledger.postings import TransactionKind, payment_key
+
+    return payment_key(op.id, TransactionKind(op.kind.value))
 
 
 # --- charges ----------------------------------------------------------------------------
+def _check_card(user: User, method: PaymentMethod | None, gateway: Gateway) -> None:
+    if method is None or method.user_id != user.id:
+        raise ValidationError("Add a card to your account first.", code=ErrorCode.NO_PAYMENT_METHOD)
+    if method.status is MethodStatus.REMOVED:
+        raise ValidationError(
+            "That card has been removed. Add a card and try again.", code=ErrorCode.CARD_REMOVED
+        )
+    if method.gateway != gateway.name:
+        raise ValidationError(
+            "That card was saved with another payment provider. Add it again.",
+            code=ErrorCode.CARD_OTHER_GATEWAY,
+        )
+
+
 def charge(
     *,
-    user,
+    user: User,
     payment_method: PaymentMethod | None,
     amount: Money,
     idempotency_key: str,
@@ -594,36 +638,26 @@ def charge(
 ) -> PaymentOperation:
     """Charge a saved card off-session, exactly once per idempotency key.
 
-    Commits a pending operation, calls the gateway, records the outcome and on success
-    posts clearing -> campaign escrow to the ledger. The same key again returns the same
+    Records the pending operation, calls the gateway, records the outcome and on success
+    posts the charge into the campaign's escrow. The same key again returns the same
     operation (a pending one is looked up at the gateway first, never blindly repeated).
-    `.state`: succeeded, failed (`.failure_message` says what the backer can do),
-    requires_action (the backer must confirm the card with their bank; charge again with
-    a new key once they have) or pending (the gateway was busy or unreachable: call again
-    later with the same key, or let `flask payments reconcile` finish it). `.result` is a
-    ChargeOutcome.
+    `.state`: succeeded, failed (`.error_code` says why, `.failure_message` what the
+    backer can do), requires_action (the backer must confirm the card with their bank;
+    charge again with a new key once they have) or pending (the gateway was busy or
+    unreachable: call again later with the same key, or let `flask payments reconcile`
+    finish it). `.result` is a ChargeOutcome.
     """
     key = _check_key(idempotency_key)
     _check_amount(amount)
     gateway = get_gateway()
     op = find_operation(key)
     if op is None:
-        if payment_method is None or payment_method.user_id != user.id:
-            raise ValidationError("Add a card to your account first.", code="no_payment_method")
-        if payment_method.status is MethodStatus.REMOVED:
-            raise ValidationError(
-                "That card has been removed. Add a card and try again.", code="card_removed"
-            )
-        if payment_method.gateway != gateway.name:
-            raise ValidationError(
-                "That card was saved with another payment provider. Add it again.", code="card_other_gateway"
-            )
+        _check_card(user, payment_method, gateway)
         if campaign_id is None:
-            raise ValidationError("A charge belongs to a campaign.", code="campaign")
+            raise ValidationError("A charge belongs to a campaign.", code=ErrorCode.CAMPAIGN)
         _customer_id(user, gateway)
-        op, created = _create_operation(
+        fields = dict(
             kind=OperationKind.CHARGE,
-            idempotency_key=key,
             gateway=gateway.name,
             amount_amount=amount.amount,
             currency=amount.currency,
@@ -633,6 +667,7 @@ def charge(
             description=(description or "")[:300],
             details=_clean_metadata(metadata),
         )
+        op, created = _record_intent(key, lambda: fields)
         if created:
             return _call_and_record(op, gateway)
     _same_request(op, OperationKind.CHARGE, amount)
@@ -659,66 +694,55 @@ def refund(
 ) -> PaymentOperation:
     """Refund all (`amount=None`) or part of a succeeded charge, exactly once per key.
 
-    Posts campaign escrow -> clearing on success. Refused (Conflict) when the refund is
-    larger than what is left of the charge or than the campaign's escrow holds.
+    Posts the refund out of the campaign's escrow on success. Refused (Conflict) when the
+    refund is larger than what is left of the charge or than the campaign's escrow holds.
     """
     key = _check_key(idempotency_key)
     gateway = get_gateway()
     op = find_operation(key)
     if op is None:
-        with _rollback_on_error():
-            op, created = _create_refund(operation.id, amount, key, reason, gateway)
+        op, created = _record_intent(key, partial(_refund_fields, operation.id, amount, reason, gateway.name))
         if created:
             return _call_and_record(op, gateway)
-    if amount is not None:
-        _same_request(op, OperationKind.REFUND, amount)
-    elif op.kind is not OperationKind.REFUND:
-        raise Conflict(
-            f"The key {key!r} was already used for a {op.kind.value}.", code="idempotency_conflict"
-        )
+    _same_request(op, OperationKind.REFUND, amount)
     return _resume(op, gateway)
 
 
-def _create_refund(
-    charge_id: int, amount: Money | None, key: str, reason: str, gateway: Gateway
-) -> tuple[PaymentOperation, bool]:
-    """Check the refund against the charge and the escrow, and commit it as pending (under locks)."""
-    from crowdfund.campaigns.models import Campaign
-    from crowdfund.ledger import service as ledger
-
-    begin_write()
-    charge_op = _lock_operation(charge_id)
-    if charge_op.kind is not OperationKind.CHARGE or charge_op.state is not OperationState.SUCCEEDED:
-        raise Conflict("Only a successful card payment can be refunded.", code="not_refundable")
-    if charge_op.gateway != gateway.name:
-        raise Conflict("This payment was taken by another payment provider.", code="other_gateway")
-    left = charge_op.amount_amount - _reserved(
-        OperationKind.REFUND, PaymentOperation.parent_id == charge_op.id
+def _refund_fields(charge_id: int, amount: Money | None, reason: str, gateway: str) -> dict:
+    """Lock the campaign, then the charge; check the refund against both (and the escrow)."""
+    campaign_id = db.session.scalar(
+        select(PaymentOperation.campaign_id).where(PaymentOperation.id == charge_id)
     )
-    amount = amount if amount is not None else Money(max(left, 0), charge_op.currency)
-    if amount.currency != charge_op.currency or amount.amount > left:
+    _lock_campaign(campaign_id)
+    charge_op = lock(PaymentOperation, charge_id)
+    if (
+        charge_op is None
+        or charge_op.kind is not OperationKind.CHARGE
+        or charge_op.state is not OperationState.SUCCEEDED
+    ):
+        raise Conflict("Only a successful card payment can be refunded.", code=ErrorCode.NOT_REFUNDABLE)
+    if charge_op.gateway != gateway:
+        raise Conflict("This payment was taken by another payment provider.", code=ErrorCode.OTHER_GATEWAY)
+    left = Money(
+        max(
+            charge_op.amount_amount
+            - _reserved(OperationKind.REFUND, PaymentOperation.parent_id == charge_id),
+            0,
+        ),
+        charge_op.currency,
+    )
+    amount = amount if amount is not None else left
+    if amount.currency != left.currency or amount.amount > left.amount:
         raise Conflict(
-            f"At most {Money(max(left, 0), charge_op.currency)} of this payment can still be refunded.",
-            code="refund_too_large",
+            f"At most {left} of this payment can still be refunded.",
+            code=ErrorCode.REFUND_TOO_LARGE,
+            params={"left": left.amount, "currency": left.currency},
         )
     _check_amount(amount)
-    escrow_account = ledger.escrow_account(db.session.get(Campaign, charge_op.campaign_id))
-    lock(type(escrow_account), escrow_account.id)
-    escrow = ledger.account_balance(escrow_account)
-    in_flight = _reserved(
-        OperationKind.REFUND,
-        PaymentOperation.campaign_id == charge_op.campaign_id,
-        PaymentOperation.state != OperationState.SUCCEEDED,
-    )
-    if escrow.amount - in_flight < amount.amount:
-        raise Conflict(
-            f"The campaign's escrow holds {escrow}; it cannot fund a refund of {amount}.",
-            code="escrow_insufficient",
-        )
-    return _insert_pending(
+    _check_escrow_covers(charge_op.campaign_id, amount)
+    return dict(
         kind=OperationKind.REFUND,
-        idempotency_key=key,
-        gateway=gateway.name,
+        gateway=gateway,
         amount_amount=amount.amount,
         currency=amount.currency,
         user_id=charge_op.user_id,
@@ -727,6 +751,24 @@ def _create_refund(
         description=(reason or "")[:300],
         details=_clean_metadata({"reason": reason or "", "charge_operation": charge_op.id}),
     )
+
+
+def _check_escrow_covers(campaign_id: int, amount: Money) -> None:
+    """The campaign's escrow, less the refunds still in flight, must hold `amount` (campaign locked)."""
+    from crowdfund.ledger import service as ledger
+
+    escrow = ledger.balance_of_escrow(campaign_id, amount.currency)
+    in_flight = _reserved(
+        OperationKind.REFUND,
+        PaymentOperation.campaign_id == campaign_id,
+        PaymentOperation.state != OperationState.SUCCEEDED,
+    )
+    if escrow.amount - in_flight < amount.amount:
+        raise Conflict(
+            f"The campaign's escrow holds {escrow}; it cannot fund a refund of {amount}.",
+            code=ErrorCode.ESCROW_INSUFFICIENT,
+            params={"escrow": escrow.amount, "amount": amount.amount, "currency": amount.currency},
+        )
 
 
 # --- payouts -----------------------------------------------------------------------------
@@ -757,10 +799,9 @@ def payout(
 ) -> PaymentOperation:
     """Send money owed to an organisation (or, with `provider_id`, to a provider) to `destination`.
 
-    Exactly once per key. Posts ORG_PAYABLE (or PROVIDER_PAYABLE) -> clearing on success,
-    so what is owed must have been credited there first (settlement releases escrow to it);
-    otherwise Conflict. `destination` is `payout_destination(organisation_id)` for an
-    organisation.
+    Exactly once per key. Posts the payout out of what the ledger says is owed to them,
+    so it must have been credited first (settlement releases escrow to it); otherwise
+    Conflict. `destination` is `payout_destination(organisation_id)` for an organisation.
     """
     key = _check_key(idempotency_key)
     _check_amount(amount)
@@ -769,11 +810,10 @@ def payout(
     if op is None:
         if not destination:
             raise ValidationError(
-                "The organisation has not set up a payout account yet.", code="no_destination"
+                "The organisation has not set up a payout account yet.", code=ErrorCode.NO_DESTINATION
             )
         fields = dict(
             kind=OperationKind.PAYOUT,
-            idempotency_key=key,
             gateway=gateway.name,
             amount_amount=amount.amount,
             currency=amount.currency,
@@ -784,30 +824,31 @@ def payout(
             description=(description or "")[:300],
             details=_clean_metadata({"organisation_id": organisation_id}),
         )
-        with _rollback_on_error():
-            op, created = _create_payout(fields)
+        op, created = _record_intent(key, partial(_payout_fields, fields))
         if created:
             return _call_and_record(op, gateway)
     _same_request(op, OperationKind.PAYOUT, amount)
     return _resume(op, gateway)
 
 
-def _create_payout(fields: dict) -> tuple[PaymentOperation, bool]:
-    """Check the payout against what is owed (minus payouts in flight) and commit it as pending."""
+def _payout_fields(fields: dict) -> dict:
+    """Lock the campaign (if any), then what is owed; check the payout against it less payouts in flight."""
     from crowdfund.ledger import service as ledger
 
     amount = Money(fields["amount_amount"], fields["currency"])
-    begin_write()
+    _lock_campaign(fields["campaign_id"])
+    owed = ledger.balance_owed(
+        currency=amount.currency,
+        organisation_id=fields["organisation_id"],
+        provider_id=fields["provider_id"],
+        for_update=True,
+    )
     if fields["provider_id"] is not None:
-        payable = ledger.provider_payable_account(fields["provider_id"], amount.currency)
         mine = PaymentOperation.provider_id == fields["provider_id"]
     else:
-        payable = ledger.org_payable_account(fields["organisation_id"], amount.currency)
         mine = (
             PaymentOperation.organisation_id == fields["organisation_id"]
         ) & PaymentOperation.provider_id.is_(None)
-    lock(type(payable), payable.id)
-    owed = ledger.account_balance(payable)
     in_flight = _reserved(
         OperationKind.PAYOUT,
         mine,
@@ -818,12 +859,13 @@ def _create_payout(fields: dict) -> tuple[PaymentOperation, bool]:
     if available < amount:
         raise Conflict(
             f"Only {available} is owed and not yet paid out; cannot pay out {amount}.",
-            code="payout_too_large",
+            code=ErrorCode.PAYOUT_TOO_LARGE,
+            params={"available": available.amount, "currency": amount.currency},
         )
-    return _insert_pending(**fields)
+    return fields
 
 
-def connect_payout_account(organisation, *, email: str | None = None) -> PayoutAccount:
+def connect_payout_account(organisation: Organisation, *, email: str | None = None) -> PayoutAccount:
     """The organisation's payout account at the current gateway, created there on first use."""
     existing = payout_account(organisation.id)
     if existing is not None:
@@ -838,19 +880,24 @@ def connect_payout_account(organisation, *, email: str | None = None) -> PayoutA
         )
     except GatewayUnavailable as exc:
         raise _gateway_down(exc) from None
-    begin_write()
-    account = PayoutAccount(organisation_id=organisation.id, gateway=gateway.name, account_id=account_id)
-    db.session.add(account)
+    return _record_payout_account(organisation.id, gateway.name, account_id)
+
+
+@retry_on_lock
+def _record_payout_account(organisation_id: int, gateway: str, account_id: str) -> PayoutAccount:
     try:
-        db.session.commit()
+        with unit_of_work():
+            db.session.add(
+                PayoutAccount(organisation_id=organisation_id, gateway=gateway, account_id=account_id)
+            )
+            db.session.flush()
     except IntegrityError:
-        db.session.rollback()
-        return payout_account(organisation.id)
-    return account
+        pass  # another request connected the organisation just now
+    return payout_account(organisation_id)
 
 
 def start_payout_onboarding(
-    organisation, *, return_url: str, refresh_url: str, email: str | None = None
+    organisation: Organisation, *, return_url: str, refresh_url: str, email: str | None = None
 ) -> str | None:
     """Stripe: the Express onboarding link for the campaigner. Sandbox: None (a form instead)."""
     account = connect_payout_account(organisation, email=email)
@@ -862,30 +909,29 @@ def start_payout_onboarding(
         raise _gateway_down(exc) from None
 
 
-def save_sandbox_bank_details(organisation, *, bank_name: str, account_number: str) -> PayoutAccount:
+def save_sandbox_bank_details(
+    organisation: Organisation, *, bank_name: str, account_number: str
+) -> PayoutAccount:
     """Sandbox only: where the organisation's sandbox payouts go (only the last four digits are kept)."""
     gateway = get_gateway()
     if gateway.name != "sandbox":
         raise Conflict(
-            "Bank details are collected by Stripe; use the Stripe onboarding link.", code="not_sandbox"
+            "Bank details are collected by Stripe; use the Stripe onboarding link.",
+            code=ErrorCode.NOT_SANDBOX,
         )
     bank_name = (bank_name or "").strip()
     digits = "".join(ch for ch in account_number or "" if ch in "0123456789")
     if not bank_name:
-        raise ValidationError("Enter the bank's name.", field="bank_name")
+        raise ValidationError("Enter the bank's name.", code=ErrorCode.REQUIRED, field="bank_name")
     if not 6 <= len(digits) <= 34:
-        raise ValidationError("Enter the account number (6 to 34 digits).", field="account_number")
+        raise ValidationError(
+            "Enter the account number (6 to 34 digits).",
+            code=ErrorCode.VALIDATION_ERROR,
+            field="account_number",
+        )
     account = connect_payout_account(organisation)
     info = gateway.set_bank_details(account.account_id, bank_name=bank_name, account_number=digits)
-    begin_write()
-    account = payout_account(organisation.id)
-    account.bank_name, account.last4, account.payouts_enabled = (
-        info.bank_name,
-        info.last4,
-        info.payouts_enabled,
-    )
-    db.session.commit()
-    return account
+    return _record_payout_account_info(organisation.id, info)
 
 
 def refresh_payout_account(organisation_id: int) -> PayoutAccount | None:
@@ -897,12 +943,16 @@ def refresh_payout_account(organisation_id: int) -> PayoutAccount | None:
         info = get_gateway().payout_account_info(account.account_id)
     except GatewayUnavailable:
         return account
-    begin_write()
-    account = payout_account(organisation_id)
-    account.payouts_enabled = info.payouts_enabled
-    if info.bank_name:
-        account.bank_name, account.last4 = info.bank_name, info.last4
-    db.session.commit()
+    return _record_payout_account_info(organisation_id, info)
+
+
+@retry_on_lock
+def _record_payout_account_info(organisation_id: int, info: PayoutAccountInfo) -> PayoutAccount:
+    with unit_of_work():
+        account = lock(PayoutAccount, payout_account(organisation_id).id)
+        account.payouts_enabled = info.payouts_enabled
+        if info.bank_name:
+            account.bank_name, account.last4 = info.bank_name, info.last4
     return account
 
 

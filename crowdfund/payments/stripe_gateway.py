@@ -246,9 +246,9 @@ class StripeGateway:
     @classmethod
     def from_config(cls, config: dict) -> StripeGateway:
         return cls(
-            secret_key=config.get("STRIPE_SECRET_KEY"),
-            publishable_key=config.get("STRIPE_PUBLISHABLE_KEY"),
-            api_base=config.get("STRIPE_API_BASE"),
+            secret_key=config["STRIPE_SECRET_KEY"],
+            publishable_key=config["STRIPE_PUBLISHABLE_KEY"],
+            api_base=config["STRIPE_API_BASE"],
         )
 
     @property

@@ -81,7 +81,7 @@ def add_method():
             setup=setup,
             test_cards=TEST_CARDS,
             next_url=next_url,
-            stripe_js_url=current_app.config.get("STRIPE_JS_URL") or DEFAULT_STRIPE_JS_URL,
+            stripe_js_url=current_app.config["STRIPE_JS_URL"] or DEFAULT_STRIPE_JS_URL,
         ),
         status,
     )
@@ -214,9 +214,9 @@ def stripe_webhook():
     try:
         receipt = webhooks.receive_stripe_event(request.get_data(), request.headers.get("Stripe-Signature"))
     except webhooks.WebhookRejected as exc:
-        return {"error": {"code": "invalid_signature", "message": str(exc)}}, 400
-    except DomainError as exc:
-        return {"error": {"code": exc.code, "message": exc.message}}, 503
+        return {"error": {"code": exc.code.value, "message": exc.message}}, exc.status
+    except DomainError as exc:  # Stripe could not be reached to re-read the object: it delivers again
+        return {"error": {"code": exc.code.value, "message": exc.message}}, 503
     return {
         "received": True,
         "event": receipt.event_id,

@@ -1,7 +1,9 @@
 """Stripe webhooks: verify, store once, re-read, update through the payment services.
 
-1. The signature is checked with STRIPE_WEBHOOK_SECRET and the timestamp must be within
-   STRIPE_WEBHOOK_TOLERANCE seconds; anything else is refused (400) and changes nothing.
+1. The signature is checked with STRIPE_WEBHOOK_SECRET; its timestamp must be no older
+   than STRIPE_WEBHOOK_TOLERANCE seconds and no further in the future than
+   STRIPE_WEBHOOK_CLOCK_SKEW seconds. Anything else is refused (400) and changes nothing;
+   the answer never says why (the reason is logged for the operators).
 2. The event is stored once by its id. A delivery of an event already handled is
    acknowledged and ignored; one whose handling failed earlier is handled again.
 3. Events can arrive late, twice or out of order, so their payload is never trusted for
@@ -15,6 +17,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 
 import stripe
@@ -22,15 +25,13 @@ from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from crowdfund.database import begin_write
-from crowdfund.errors import DomainError
+from crowdfund.database import retry_on_lock, unit_of_work
+from crowdfund.errors import DomainError, ErrorCode
 from crowdfund.extensions import db
 from crowdfund.models_base import utcnow
 from crowdfund.payments import service
 from crowdfund.payments.gateway import KEY_METADATA
 from crowdfund.payments.models import OperationKind, PaymentOperation, PayoutAccount, WebhookEvent
-
-DEFAULT_TOLERANCE_SECONDS = 300
 
 #: Event type prefixes we act on, and the kind of operation their object belongs to.
 HANDLED_PREFIXES = {
@@ -41,8 +42,17 @@ HANDLED_PREFIXES = {
 }
 
 
-class WebhookRejected(Exception):
-    """The request is not a genuine, recent Stripe event: answer 400 and change nothing."""
+class WebhookRejected(DomainError):
+    """The request is not a genuine, recent Stripe event: answer 400 and change nothing.
+
+    The message is the same whatever the reason; the reason goes to the log.
+    """
+
+    code = ErrorCode.INVALID_SIGNATURE
+
+    def __init__(self, reason: str):
+        super().__init__(code=ErrorCode.INVALID_SIGNATURE)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -53,52 +63,72 @@ class WebhookReceipt:
     outcome: str
 
 
+def _reject(reason: str, *args) -> WebhookRejected:
+    current_app.logger.warning("Stripe webhook refused: " + reason, *args)
+    return WebhookRejected(reason % args if args else reason)
+
+
+def _signed_at(signature: str) -> int | None:
+    """The `t=` timestamp of a Stripe-Signature header (None if it has none)."""
+    for item in signature.split(","):
+        name, _, value = item.strip().partition("=")
+        if name == "t" and value.isascii() and value.isdigit():
+            return int(value)
+    return None
+
+
 def verify(payload: bytes, signature: str | None) -> dict:
-    """The event, if the signature matches our secret and is recent; else WebhookRejected."""
-    secret = current_app.config.get("STRIPE_WEBHOOK_SECRET")
+    """The event, if the signature matches our secret and was made recently; else WebhookRejected."""
+    config = current_app.config
+    secret = config["STRIPE_WEBHOOK_SECRET"]
     if not secret:
-        raise WebhookRejected("Webhooks are not configured (STRIPE_WEBHOOK_SECRET is not set).")
-    tolerance = int(current_app.config.get("STRIPE_WEBHOOK_TOLERANCE", DEFAULT_TOLERANCE_SECONDS))
+        raise _reject("STRIPE_WEBHOOK_SECRET is not set")
     try:
         text = payload.decode("utf-8")
-        stripe.WebhookSignature.verify_header(text, signature, secret, tolerance)
+        stripe.WebhookSignature.verify_header(
+            text, signature, secret, int(config["STRIPE_WEBHOOK_TOLERANCE"])
+        )
         event = json.loads(text)
     except (stripe.SignatureVerificationError, UnicodeDecodeError, ValueError) as exc:
-        raise WebhookRejected(str(exc)) from None
+        raise _reject("%s", exc) from None
+    signed_at = _signed_at(signature or "")
+    if signed_at is None or signed_at > time.time() + int(config["STRIPE_WEBHOOK_CLOCK_SKEW"]):
+        raise _reject("signature timestamp %s is in the future", signed_at)
     if (
         not isinstance(event, dict)
         or not isinstance(event.get("id"), str)
         or not isinstance(event.get("type"), str)
     ):
-        raise WebhookRejected("Not a Stripe event.")
+        raise _reject("the signed body is not a Stripe event")
     return event
 
 
-def _store(event: dict, payload: str) -> tuple[WebhookEvent, bool]:
-    """(stored event, already handled?) — inserts the event the first time it is seen."""
-    begin_write()
-    stored = db.session.scalars(select(WebhookEvent).where(WebhookEvent.event_id == event["id"])).first()
-    if stored is not None:
-        handled = stored.processed_at is not None
-        db.session.commit()
-        return stored, handled
-    stored = WebhookEvent(event_id=event["id"][:100], type=event["type"][:100], payload=payload)
-    db.session.add(stored)
+def _find_event(event_id: str) -> WebhookEvent | None:
+    return db.session.scalars(select(WebhookEvent).where(WebhookEvent.event_id == event_id)).first()
+
+
+@retry_on_lock
+def _store(event: dict, payload: str) -> tuple[int, bool, str]:
+    """(stored event id, already handled?, its outcome) — stores the event the first time it is seen."""
     try:
-        db.session.commit()
+        with unit_of_work():
+            stored = _find_event(event["id"])
+            if stored is None:
+                stored = WebhookEvent(event_id=event["id"][:100], type=event["type"][:100], payload=payload)
+                db.session.add(stored)
+                db.session.flush()
+            return stored.id, stored.processed_at is not None, stored.outcome or ""
     except IntegrityError:  # the same event, delivered twice at once
-        db.session.rollback()
-        stored = db.session.scalars(select(WebhookEvent).where(WebhookEvent.event_id == event["id"])).one()
-        return stored, True
-    return stored, False
+        stored = _find_event(event["id"])
+        return stored.id, True, stored.outcome or ""
 
 
+@retry_on_lock
 def _mark(event_id: int, outcome: str) -> None:
-    begin_write()
-    stored = db.session.get(WebhookEvent, event_id)
-    stored.processed_at = utcnow()
-    stored.outcome = outcome[:300]
-    db.session.commit()
+    with unit_of_work():
+        stored = db.session.get(WebhookEvent, event_id)
+        stored.processed_at = utcnow()
+        stored.outcome = outcome[:300]
 
 
 def _operation_for(kind: OperationKind, obj: dict) -> PaymentOperation | None:
@@ -175,13 +205,9 @@ def receive_stripe_event(payload: bytes, signature: str | None) -> WebhookReceip
     Stripe could not be reached to re-read the object (answer 5xx: Stripe delivers again).
     """
     event = verify(payload, signature)
-    stored, handled = _store(event, payload.decode("utf-8"))
+    stored_id, handled, outcome = _store(event, payload.decode("utf-8"))
     if handled:
-        return WebhookReceipt(event["id"], event["type"], True, stored.outcome or "")
-    try:
-        outcome = _handle(event)
-    except DomainError:
-        db.session.rollback()
-        raise
-    _mark(stored.id, outcome)
+        return WebhookReceipt(event["id"], event["type"], True, outcome)
+    outcome = _handle(event)
+    _mark(stored_id, outcome)
     return WebhookReceipt(event["id"], event["type"], False, outcome)
