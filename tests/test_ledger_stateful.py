@@ -23,6 +23,7 @@ from hypothesis.stateful import (
 )
 from sqlalchemy import case, func, select, text
 
+from crowdfund.errors import ErrorCode
 from crowdfund.extensions import db
 from crowdfund.ledger import postings, service
 from crowdfund.ledger.models import (
@@ -136,6 +137,14 @@ class LedgerMachine(RuleBasedStateMachine):
         after = self._effect(legs)
         key = self._key("t")
         before = self._snapshot()
+        escrows = {i for i, _, _ in legs if CHART[i][0] is AccountPurpose.CAMPAIGN_ESCROW}
+        if len(escrows) > 1:
+            with pytest.raises(LedgerError) as refused:
+                service.post_transaction(key, "transfer", self._legs(legs, currency))
+            assert refused.value.code is ErrorCode.LEDGER_FORBIDDEN_MOVEMENT
+            db.session.rollback()
+            assert self._snapshot() == before, "a refused posting must write nothing"
+            return
         if self._would_overdraw(after):
             with pytest.raises(InsufficientFunds):
                 service.post_transaction(key, "transfer", self._legs(legs, currency))

@@ -85,11 +85,20 @@ def test_the_json_trail_lets_anyone_recompute_each_hash(client, db):
             "description_sha256": t["description_sha256"],
             "campaign_id": t["campaign_id"],
             "reverses_id": t["reverses_id"],
-            "entries": sorted([e["account_id"], e["side"], e["amount"], e["currency"]] for e in t["entries"]),
+            "entries": sorted(
+                [e["account_id"], e["account_sha256"], e["side"], e["amount"], e["currency"]]
+                for e in t["entries"]
+            ),
             "prev_hash": t["prev_hash"],
         }
         text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
         assert hashlib.sha256(text.encode()).hexdigest() == t["hash"]
+    # Anyone can check that the escrow in the hash is this campaign's escrow.
+    escrow_sha256 = hashlib.sha256(f"campaign_escrow:campaign:{campaign.id}:CNY".encode()).hexdigest()
+    escrow_entries = [
+        e for t in body["transactions"] for e in t["entries"] if e["account_id"] == body["escrow_account_id"]
+    ]
+    assert escrow_entries and {e["account_sha256"] for e in escrow_entries} == {escrow_sha256}
     raw = json.dumps(body)
     assert "Zhang" not in raw and f"pledge:{backer.id}" not in raw
 
@@ -119,9 +128,9 @@ def test_canonical_content_matches_the_published_recipe(db):
             description="",
             campaign_id=None,
             reverses_id=None,
-            entries=[(2, "credit", 1, "CNY"), (1, "debit", 1, "CNY")],
+            entries=[(2, "b" * 64, "credit", 1, "CNY"), (1, "a" * 64, "debit", 1, "CNY")],
             prev_hash="0" * 64,
-        ).count('"entries":[[1,"debit",1,"CNY"],[2,"credit",1,"CNY"]]')
+        ).count(f'"entries":[[1,"{"a" * 64}","debit",1,"CNY"],[2,"{"b" * 64}","credit",1,"CNY"]]')
         == 1
     )
 

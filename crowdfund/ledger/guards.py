@@ -5,8 +5,17 @@ migration that creates the ledger tables. It is idempotent, and contains no '%' 
 sent through the driver, where '%' would start a placeholder).
 
 - ledger_entries and ledger_transactions refuse UPDATE and DELETE (append-only).
+- ledger_accounts refuse DELETE and any UPDATE of what says whose account it is (code,
+  purpose, type, currency, owner, overdraft rule); only the running balance and the
+  entry count change.
 - A deferred constraint trigger checks, at COMMIT, that every transaction touched has at
   least two entries and that its debits equal its credits in every currency.
+- Another refuses a transaction that touches two campaign escrows: one campaign's
+  backers' money never pays into another campaign.
+- campaign_events (lifecycle moves and review decisions) refuse UPDATE and DELETE.
+
+Triggers stop every role but one that may disable them (a superuser or the table owner);
+what they cannot stop, the hash chain and a head published outside the database detect.
 """
 
 POSTGRES_GUARDS_SQL = r"""
@@ -29,6 +38,33 @@ DROP TRIGGER IF EXISTS ledger_transactions_append_only ON ledger_transactions;
 CREATE TRIGGER ledger_transactions_append_only
     BEFORE UPDATE OR DELETE ON ledger_transactions
     FOR EACH ROW EXECUTE FUNCTION ledger_refuse_change();
+
+CREATE OR REPLACE FUNCTION ledger_refuse_account_change() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE'
+       OR NEW.id IS DISTINCT FROM OLD.id
+       OR NEW.code IS DISTINCT FROM OLD.code
+       OR NEW.purpose IS DISTINCT FROM OLD.purpose
+       OR NEW.type IS DISTINCT FROM OLD.type
+       OR NEW.currency IS DISTINCT FROM OLD.currency
+       OR NEW.owner_type IS DISTINCT FROM OLD.owner_type
+       OR NEW.owner_id IS DISTINCT FROM OLD.owner_id
+       OR NEW.non_negative IS DISTINCT FROM OLD.non_negative
+       OR NEW.created_at IS DISTINCT FROM OLD.created_at THEN
+        RAISE EXCEPTION USING
+            MESSAGE = 'ledger accounts keep their identity: ' || TG_OP || ' of account ' || OLD.id
+                      || ' refused',
+            ERRCODE = 'restrict_violation';
+    END IF;
+    RETURN NEW;
+END;
+$$;
+
+DROP TRIGGER IF EXISTS ledger_accounts_identity ON ledger_accounts;
+CREATE TRIGGER ledger_accounts_identity
+    BEFORE UPDATE OR DELETE ON ledger_accounts
+    FOR EACH ROW EXECUTE FUNCTION ledger_refuse_account_change();
 
 CREATE OR REPLACE FUNCTION ledger_check_balanced() RETURNS trigger
 LANGUAGE plpgsql AS $$
@@ -78,4 +114,42 @@ CREATE CONSTRAINT TRIGGER ledger_transactions_balanced
     AFTER INSERT ON ledger_transactions
     DEFERRABLE INITIALLY DEFERRED
     FOR EACH ROW EXECUTE FUNCTION ledger_check_balanced();
+
+CREATE OR REPLACE FUNCTION ledger_check_escrow_movement() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    escrows integer;
+BEGIN
+    SELECT count(DISTINCT a.id) INTO escrows
+      FROM ledger_entries e JOIN ledger_accounts a ON a.id = e.account_id
+     WHERE e.transaction_id = NEW.transaction_id AND a.purpose = 'campaign_escrow';
+    IF escrows > 1 THEN
+        RAISE EXCEPTION USING
+            MESSAGE = 'ledger transaction ' || NEW.transaction_id
+                      || ' moves money between campaign escrows; that is never allowed',
+            ERRCODE = 'check_violation';
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+DROP TRIGGER IF EXISTS ledger_entries_one_escrow ON ledger_entries;
+CREATE CONSTRAINT TRIGGER ledger_entries_one_escrow
+    AFTER INSERT ON ledger_entries
+    DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW EXECUTE FUNCTION ledger_check_escrow_movement();
+
+CREATE OR REPLACE FUNCTION campaign_events_refuse_change() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION USING
+        MESSAGE = 'campaign events are append-only: ' || TG_OP || ' on campaign_events refused',
+        ERRCODE = 'restrict_violation';
+END;
+$$;
+
+DROP TRIGGER IF EXISTS campaign_events_append_only ON campaign_events;
+CREATE TRIGGER campaign_events_append_only
+    BEFORE UPDATE OR DELETE ON campaign_events
+    FOR EACH ROW EXECUTE FUNCTION campaign_events_refuse_change();
 """

@@ -33,12 +33,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
-from crowdfund.errors import Conflict
+from crowdfund.errors import Conflict, ErrorCode
 from crowdfund.extensions import db
 from crowdfund.models_base import UTCDateTime, enum_column, utcnow
 from crowdfund.money import Money
 
 GENESIS_HASH = "0" * 64
+
+#: An entry as it enters the hash: (account_id, account_sha256, side, amount, currency).
+EntryTuple = tuple[int, str, str, int, str]
 
 
 class AccountType(enum.Enum):
@@ -169,25 +172,28 @@ KIND_LABELS: dict[TransactionKind, str] = {
 class LedgerError(Conflict):
     """A posting the ledger refuses; nothing was written."""
 
-    code = "ledger_error"
+    code = ErrorCode.LEDGER_ERROR
 
 
 class UnbalancedTransaction(LedgerError):
-    code = "ledger_unbalanced"
+    code = ErrorCode.LEDGER_UNBALANCED
 
 
 class InsufficientFunds(LedgerError):
-    code = "ledger_insufficient_funds"
+    code = ErrorCode.LEDGER_INSUFFICIENT_FUNDS
 
 
 class IdempotencyConflict(LedgerError):
     """The idempotency key was already used for a transaction with different content."""
 
-    code = "ledger_idempotency_conflict"
+    code = ErrorCode.LEDGER_IDEMPOTENCY_CONFLICT
 
 
-class ImmutableLedgerError(RuntimeError):
-    """Code tried to update or delete a ledger entry or transaction: history is append-only."""
+class ImmutableLedgerError(LedgerError):
+    """Code tried to update or delete a ledger entry or transaction, or an account's identity:
+    history is append-only."""
+
+    code = ErrorCode.LEDGER_APPEND_ONLY
 
 
 # --- tables ---------------------------------------------------------------------------
@@ -274,10 +280,10 @@ class LedgerTransaction(db.Model):
     )
     reverses: Mapped[LedgerTransaction | None] = relationship(remote_side=[id], foreign_keys=[reverses_id])
 
-    def canonical_content(self, entries: list[tuple[int, str, int, str]] | None = None) -> str:
+    def canonical_content(self, entries: list[EntryTuple] | None = None) -> str:
         """The exact text the hash is computed over (see `canonical_content`)."""
         if entries is None:
-            entries = [(e.account_id, e.side.value, e.amount, e.currency) for e in self.entries]
+            entries = [e.hashed_tuple() for e in self.entries]
         return canonical_content(
             sequence=self.sequence,
             key=self.key,
@@ -290,7 +296,7 @@ class LedgerTransaction(db.Model):
             prev_hash=self.prev_hash,
         )
 
-    def compute_hash(self, entries: list[tuple[int, str, int, str]] | None = None) -> str:
+    def compute_hash(self, entries: list[EntryTuple] | None = None) -> str:
         return sha256_hex(self.canonical_content(entries))
 
     def amounts(self) -> list[Money]:
@@ -338,6 +344,16 @@ class LedgerEntry(db.Model):
     def money(self) -> Money:
         return Money(self.amount, self.currency)
 
+    def hashed_tuple(self) -> EntryTuple:
+        """This entry as it enters its transaction's hash (see `canonical_content`)."""
+        return (
+            self.account_id,
+            account_sha256(self.account.code),
+            self.side.value,
+            self.amount,
+            self.currency,
+        )
+
     def __repr__(self) -> str:
         return f"<LedgerEntry {self.id} {self.side.value} {self.amount} {self.currency} on {self.account_id}>"
 
@@ -362,6 +378,11 @@ def sha256_hex(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def account_sha256(code: str) -> str:
+    """How an account's identity (its code) enters the hash of the transactions that touch it."""
+    return sha256_hex(code)
+
+
 def format_timestamp(value: datetime) -> str:
     """UTC, microseconds, 'Z': '2025-01-31T12:00:00.123456Z'."""
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -376,14 +397,17 @@ def canonical_content(
     description: str,
     campaign_id: int | None,
     reverses_id: int | None,
-    entries: list[tuple[int, str, int, str]],
+    entries: list[EntryTuple],
     prev_hash: str,
 ) -> str:
     """Compact JSON with sorted keys of everything a transaction says.
 
     The free-text fields (key, description) enter as their SHA-256, so the public JSON can
     publish every input of the hash without publishing the text; editing the text still
-    changes the hash. Entries are [account_id, side, amount, currency], sorted.
+    changes the hash. Entries are [account_id, account_sha256, side, amount, currency],
+    sorted, where account_sha256 is the SHA-256 of the account's code
+    ("purpose:owner_type:owner_id:currency"): moving an account to another owner, purpose
+    or currency breaks the hash of every transaction that touched it.
     """
     document = {
         "sequence": sequence,
@@ -400,6 +424,20 @@ def canonical_content(
 
 
 # --- append-only, enforced by the models (and by triggers on PostgreSQL) ---------------
+#: The columns that say which account an account is; its balance and entry count change.
+ACCOUNT_IDENTITY = (
+    "id",
+    "code",
+    "purpose",
+    "type",
+    "currency",
+    "owner_type",
+    "owner_id",
+    "non_negative",
+    "created_at",
+)
+
+
 def _refuse_update(mapper, connection, target) -> None:
     state = inspect(target)
     for attr in mapper.column_attrs:
@@ -407,6 +445,13 @@ def _refuse_update(mapper, connection, target) -> None:
             raise ImmutableLedgerError(
                 f"{type(target).__name__} {target.id} is append-only: correct it with a reversing transaction."
             )
+
+
+def _refuse_identity_change(mapper, connection, target) -> None:
+    state = inspect(target)
+    for name in ACCOUNT_IDENTITY:
+        if state.attrs[name].history.has_changes():
+            raise ImmutableLedgerError(f"Ledger account {target.id} cannot change its {name}.")
 
 
 def _refuse_delete(mapper, connection, target) -> None:
@@ -418,6 +463,8 @@ def _refuse_delete(mapper, connection, target) -> None:
 for _model in (LedgerEntry, LedgerTransaction):
     event.listen(_model, "before_update", _refuse_update)
     event.listen(_model, "before_delete", _refuse_delete)
+event.listen(LedgerAccount, "before_update", _refuse_identity_change)
+event.listen(LedgerAccount, "before_delete", _refuse_delete)
 
 
 @event.listens_for(Session, "before_flush")

@@ -27,6 +27,8 @@ from crowdfund.ledger.models import (
     GENESIS_HASH,
     NON_NEGATIVE_PURPOSES,
     AccountPurpose,
+    AccountType,
+    EntryTuple,
     IdempotencyConflict,
     InsufficientFunds,
     LedgerAccount,
@@ -37,6 +39,7 @@ from crowdfund.ledger.models import (
     Side,
     TransactionKind,
     UnbalancedTransaction,
+    account_sha256,
     canonical_content,
     format_timestamp,
     sha256_hex,
@@ -90,7 +93,8 @@ def get_account(
     """The account for purpose + owner + currency, created on first use (never duplicated).
 
     Safe when two processes ask at once: the insert is INSERT … ON CONFLICT DO NOTHING
-    on the unique code, then the row is read back.
+    on the unique code, then the row is read back. Creating one joins the caller's unit of
+    work, or is its own (committed at once) when there is none.
     """
     try:
         currency = get_currency(currency).code
@@ -102,23 +106,24 @@ def get_account(
     account = db.session.scalars(select(LedgerAccount).where(LedgerAccount.code == code)).one_or_none()
     if account is not None:
         return account
-    db.session.execute(
-        _insert(LedgerAccount)
-        .values(
-            code=code,
-            purpose=purpose,
-            type=purpose.account_type,
-            currency=currency,
-            owner_type=owner_type,
-            owner_id=owner_id,
-            non_negative=purpose in NON_NEGATIVE_PURPOSES,
-            balance_amount=0,
-            entry_count=0,
-            created_at=utcnow(),
+    with unit_of_work():
+        db.session.execute(
+            _insert(LedgerAccount)
+            .values(
+                code=code,
+                purpose=purpose,
+                type=purpose.account_type,
+                currency=currency,
+                owner_type=owner_type,
+                owner_id=owner_id,
+                non_negative=purpose in NON_NEGATIVE_PURPOSES,
+                balance_amount=0,
+                entry_count=0,
+                created_at=utcnow(),
+            )
+            .on_conflict_do_nothing(index_elements=["code"])
         )
-        .on_conflict_do_nothing(index_elements=["code"])
-    )
-    return db.session.scalars(select(LedgerAccount).where(LedgerAccount.code == code)).one()
+        return db.session.scalars(select(LedgerAccount).where(LedgerAccount.code == code)).one()
 
 
 def escrow_account(campaign) -> LedgerAccount:
@@ -237,6 +242,16 @@ class Leg:
 
     def as_tuple(self) -> tuple[int, str, int, str]:
         return (self.account.id, self.side, self.amount.amount, self.amount.currency)
+
+    def hashed_tuple(self) -> EntryTuple:
+        """This leg as its entry will enter the hash (see `canonical_content`)."""
+        return (
+            self.account.id,
+            account_sha256(self.account.code),
+            self.side,
+            self.amount.amount,
+            self.amount.currency,
+        )
 
 
 def _check_balanced(legs: Sequence[Leg]) -> None:
@@ -429,7 +444,7 @@ def post_transaction(
             created_at=utcnow(),
             prev_hash=head.head_hash,
         )
-        txn.hash = txn.compute_hash([leg.as_tuple() for leg in legs])
+        txn.hash = txn.compute_hash([leg.hashed_tuple() for leg in legs])
         db.session.add(txn)
         for leg in legs:
             txn.entries.append(
@@ -484,15 +499,33 @@ class VerificationReport:
             self.problems.append(message)
 
 
-def verify_ledger(batch_size: int = 1000) -> VerificationReport:
+def parse_head(text: str) -> tuple[int, str]:
+    """'SEQUENCE:HASH' (as published in /ledger/head.json) -> (sequence, hash); ValueError if malformed."""
+    sequence, _, head_hash = (text or "").strip().partition(":")
+    head_hash = head_hash.strip().lower()
+    if (
+        not sequence.strip().isdigit()
+        or len(head_hash) != 64
+        or any(c not in "0123456789abcdef" for c in head_hash)
+    ):
+        raise ValueError("expected SEQUENCE:HASH, e.g. 42:3f5c… (64 hex digits)")
+    return int(sequence), head_hash
+
+
+def verify_ledger(batch_size: int = 1000, expect_heads: Sequence[tuple[int, str]] = ()) -> VerificationReport:
     """Recompute the whole ledger from its entries and compare with what is stored.
 
     Checks, in chain order: sequence numbers without gaps, each prev_hash equals the
-    previous hash, each hash equals the SHA-256 of the transaction's content, each
-    transaction has two or more positive entries in its accounts' currencies and balances
-    per currency. Then every stored account balance (and entry count) equals the sum of its
-    entries, no non-negative account is below zero, and the chain head row names the last
-    transaction. Reads in batches; holds no ORM objects.
+    previous hash, each hash equals the SHA-256 of the transaction's content (including
+    the codes of the accounts it touches), each transaction has two or more positive
+    entries in its accounts' currencies, balances per currency and touches at most one
+    campaign escrow. Every account's code, type and non-negative flag agree with its
+    purpose, owner and currency; every stored balance (and entry count) equals the sum of
+    its entries; no non-negative account is below zero; the chain head row names the last
+    transaction. Each of `expect_heads` — (sequence, hash) pairs published earlier — must
+    still be in the chain at that sequence: only that catches a chain rewritten and
+    re-hashed from some point on, or its last transactions deleted. Reads in batches; holds
+    no ORM objects.
     """
     report = VerificationReport()
     session = db.session()
@@ -501,122 +534,188 @@ def verify_ledger(batch_size: int = 1000) -> VerificationReport:
         # One snapshot for the whole check, so postings made meanwhile do not look like errors.
         session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
     try:
-        _verify_into(report, batch_size)
+        _Verifier(report, dict(expect_heads)).run(batch_size)
     finally:
         if own_transaction:
             session.rollback()  # read-only: end the snapshot
     return report
 
 
-def _verify_into(report: VerificationReport, batch_size: int) -> None:
-    accounts = {
-        row.id: row
-        for row in db.session.execute(
-            select(
-                LedgerAccount.id,
-                LedgerAccount.code,
-                LedgerAccount.type,
-                LedgerAccount.currency,
-                LedgerAccount.non_negative,
-                LedgerAccount.balance_amount,
-                LedgerAccount.entry_count,
-            )
-        )
-    }
-    report.accounts = len(accounts)
-    computed: dict[int, int] = defaultdict(int)
-    counted: dict[int, int] = defaultdict(int)
-    debits: dict[str, int] = defaultdict(int)
-    credits: dict[str, int] = defaultdict(int)
-    prev_hash, expected_sequence, last_sequence = GENESIS_HASH, 1, 0
+class _Verifier:
+    """One pass over the ledger, filling a VerificationReport."""
 
-    while True:
-        txns = db.session.execute(
-            select(LedgerTransaction.__table__)
-            .where(LedgerTransaction.sequence > last_sequence)
-            .order_by(LedgerTransaction.sequence)
-            .limit(batch_size)
-        ).all()
-        if not txns:
-            break
-        entries: dict[int, list] = defaultdict(list)
-        for e in db.session.execute(
-            select(LedgerEntry.__table__)
-            .where(LedgerEntry.transaction_id.in_([t.id for t in txns]))
-            .order_by(LedgerEntry.id)
-        ):
-            entries[e.transaction_id].append(e)
-        for t in txns:
-            ident = (t.sequence, t.id, t.key)
-            name = f"transaction #{t.sequence} (id {t.id}, key {t.key!r})"
-            report.transactions += 1
-            if t.sequence != expected_sequence:
-                report._fail(f"{name}: expected sequence {expected_sequence}; the chain has a gap.", ident)
-            if t.prev_hash != prev_hash:
-                report._fail(f"{name}: prev_hash does not match the previous transaction's hash.", ident)
-            legs = entries[t.id]
-            tuples = [(e.account_id, Side(e.side).value, int(e.amount), e.currency) for e in legs]
-            recomputed = sha256_hex(
-                canonical_content(
-                    sequence=t.sequence,
-                    key=t.key,
-                    created_at=t.created_at,
-                    kind=t.kind,
-                    description=t.description,
-                    campaign_id=t.campaign_id,
-                    reverses_id=t.reverses_id,
-                    entries=tuples,
-                    prev_hash=t.prev_hash,
-                )
-            )
-            if recomputed != t.hash:
-                report._fail(
-                    f"{name}: its hash does not match its content (an entry or field was changed).", ident
-                )
-            if len(legs) < 2:
-                report._fail(f"{name}: has {len(legs)} entries; a transaction needs at least two.", ident)
-            net: dict[str, int] = defaultdict(int)
-            for e in legs:
-                side, amount = Side(e.side), int(e.amount)
-                account = accounts.get(e.account_id)
-                if amount <= 0:
-                    report._fail(f"{name}: entry {e.id} has a non-positive amount {amount}.", ident)
-                if account is None or account.currency != e.currency:
-                    report._fail(f"{name}: entry {e.id} is not in its account's currency.", ident)
-                    continue
-                net[e.currency] += amount if side is Side.DEBIT else -amount
-                (debits if side is Side.DEBIT else credits)[e.currency] += amount
-                grows = (side is Side.DEBIT) == account.type.debit_normal
-                computed[e.account_id] += amount if grows else -amount
-                counted[e.account_id] += 1
-            for currency, diff in sorted(net.items()):
-                if diff:
-                    report._fail(
-                        f"{name}: does not balance in {currency} (off by {diff} minor units).", ident
-                    )
-            prev_hash, expected_sequence, last_sequence = t.hash, t.sequence + 1, t.sequence
+    def __init__(self, report: VerificationReport, expect_heads: dict[int, str]) -> None:
+        self.report = report
+        self.expect_heads = expect_heads
+        self.accounts: dict = {}
+        self.computed: dict[int, int] = defaultdict(int)
+        self.counted: dict[int, int] = defaultdict(int)
+        self.debits: dict[str, int] = defaultdict(int)
+        self.credits: dict[str, int] = defaultdict(int)
+        self.prev_hash = GENESIS_HASH
+        self.last_sequence = 0
 
-    for account_id, account in sorted(accounts.items()):
-        if account.balance_amount != computed[account_id] or account.entry_count != counted[account_id]:
+    def run(self, batch_size: int) -> None:
+        self.load_accounts()
+        for txns, entries in self.batches(batch_size):
+            for t in txns:
+                self.check_transaction(t, entries[t.id])
+        self.check_accounts()
+        self.check_head()
+
+    def load_accounts(self) -> None:
+        table = LedgerAccount.__table__
+        self.accounts = {row.id: row for row in db.session.execute(select(table))}
+        self.report.accounts = len(self.accounts)
+        for account in self.accounts.values():
+            purpose = AccountPurpose(account.purpose)
+            expected_code = LedgerAccount.make_code(
+                purpose, account.currency, account.owner_type, account.owner_id
+            )
+            if (
+                account.code != expected_code
+                or AccountType(account.type) is not purpose.account_type
+                or bool(account.non_negative) != (purpose in NON_NEGATIVE_PURPOSES)
+            ):
+                self.report._fail(
+                    f"account {account.code} (id {account.id}): its code, type or overdraft rule does not "
+                    f"match its purpose, owner and currency (expected code {expected_code})."
+                )
+
+    def batches(self, batch_size: int):
+        """(transactions, their entries by transaction id), batch by batch in chain order."""
+        last = 0
+        while True:
+            txns = db.session.execute(
+                select(LedgerTransaction.__table__)
+                .where(LedgerTransaction.sequence > last)
+                .order_by(LedgerTransaction.sequence)
+                .limit(batch_size)
+            ).all()
+            if not txns:
+                return
+            entries: dict[int, list] = defaultdict(list)
+            for e in db.session.execute(
+                select(LedgerEntry.__table__)
+                .where(LedgerEntry.transaction_id.in_([t.id for t in txns]))
+                .order_by(LedgerEntry.id)
+            ):
+                entries[e.transaction_id].append(e)
+            yield txns, entries
+            last = txns[-1].sequence
+
+    def check_transaction(self, t, legs: list) -> None:
+        report = self.report
+        ident = (t.sequence, t.id, t.key)
+        name = f"transaction #{t.sequence} (id {t.id}, key {t.key!r})"
+        report.transactions += 1
+        if t.sequence != self.last_sequence + 1:
+            report._fail(f"{name}: expected sequence {self.last_sequence + 1}; the chain has a gap.", ident)
+        if t.prev_hash != self.prev_hash:
+            report._fail(f"{name}: prev_hash does not match the previous transaction's hash.", ident)
+        if self._recompute_hash(t, legs) != t.hash:
             report._fail(
-                f"account {account.code} (id {account_id}): stored balance {account.balance_amount} "
-                f"({account.entry_count} entries) but its entries sum to {computed[account_id]} "
-                f"({counted[account_id]} entries)."
+                f"{name}: its hash does not match its content (an entry, account or field was changed).",
+                ident,
             )
-        if account.non_negative and account.balance_amount < 0:
-            report._fail(f"account {account.code} (id {account_id}) is below zero: {account.balance_amount}.")
+        if t.sequence in self.expect_heads and self.expect_heads[t.sequence] != t.hash:
+            report._fail(
+                f"{name}: its hash is not the published head {self.expect_heads[t.sequence]}.", ident
+            )
+        if len(legs) < 2:
+            report._fail(f"{name}: has {len(legs)} entries; a transaction needs at least two.", ident)
+        for problem in self._entry_problems(legs):
+            report._fail(f"{name}: {problem}", ident)
+        self.prev_hash, self.last_sequence = t.hash, t.sequence
 
-    head_sequence, head_hash = chain_head()
-    if (head_sequence, head_hash) != (last_sequence, prev_hash):
-        report._fail(
-            f"the chain head says #{head_sequence} {head_hash[:12]}… but the last transaction is "
-            f"#{last_sequence} {prev_hash[:12]}…"
+    def _recompute_hash(self, t, legs: list) -> str:
+        tuples = [
+            (
+                e.account_id,
+                account_sha256(self.accounts[e.account_id].code) if e.account_id in self.accounts else "",
+                Side(e.side).value,
+                int(e.amount),
+                e.currency,
+            )
+            for e in legs
+        ]
+        return sha256_hex(
+            canonical_content(
+                sequence=t.sequence,
+                key=t.key,
+                created_at=t.created_at,
+                kind=t.kind,
+                description=t.description,
+                campaign_id=t.campaign_id,
+                reverses_id=t.reverses_id,
+                entries=tuples,
+                prev_hash=t.prev_hash,
+            )
         )
-    report.head_sequence, report.head_hash = last_sequence, prev_hash
-    report.totals = {c: (debits[c], credits[c]) for c in sorted(set(debits) | set(credits))}
-    for currency, (d, c) in report.totals.items():
-        if d != c:
-            report._fail(f"total debits and credits differ in {currency}: {d} against {c}.")
+
+    def _entry_problems(self, legs: list) -> list[str]:
+        """What is wrong with one transaction's entries; adds them to the running totals."""
+        problems = []
+        net: dict[str, int] = defaultdict(int)
+        escrows = set()
+        for e in legs:
+            side, amount = Side(e.side), int(e.amount)
+            account = self.accounts.get(e.account_id)
+            if amount <= 0:
+                problems.append(f"entry {e.id} has a non-positive amount {amount}.")
+            if account is None or account.currency != e.currency:
+                problems.append(f"entry {e.id} is not in its account's currency.")
+                continue
+            if AccountPurpose(account.purpose) is AccountPurpose.CAMPAIGN_ESCROW:
+                escrows.add(e.account_id)
+            net[e.currency] += amount if side is Side.DEBIT else -amount
+            (self.debits if side is Side.DEBIT else self.credits)[e.currency] += amount
+            grows = (side is Side.DEBIT) == AccountType(account.type).debit_normal
+            self.computed[e.account_id] += amount if grows else -amount
+            self.counted[e.account_id] += 1
+        problems += [
+            f"does not balance in {currency} (off by {diff} minor units)."
+            for currency, diff in sorted(net.items())
+            if diff
+        ]
+        if len(escrows) > 1:
+            problems.append("moves money between campaign escrows, which is never allowed.")
+        return problems
+
+    def check_accounts(self) -> None:
+        for account_id, account in sorted(self.accounts.items()):
+            computed, counted = self.computed[account_id], self.counted[account_id]
+            if account.balance_amount != computed or account.entry_count != counted:
+                self.report._fail(
+                    f"account {account.code} (id {account_id}): stored balance {account.balance_amount} "
+                    f"({account.entry_count} entries) but its entries sum to {computed} ({counted} entries)."
+                )
+            if account.non_negative and account.balance_amount < 0:
+                self.report._fail(
+                    f"account {account.code} (id {account_id}) is below zero: {account.balance_amount}."
+                )
+
+    def check_head(self) -> None:
+        report = self.report
+        head_sequence, head_hash = chain_head()
+        if (head_sequence, head_hash) != (self.last_sequence, self.prev_hash):
+            report._fail(
+                f"the chain head says #{head_sequence} {head_hash[:12]}… but the last transaction is "
+                f"#{self.last_sequence} {self.prev_hash[:12]}…"
+            )
+        for sequence, expected in sorted(self.expect_heads.items()):
+            if sequence > self.last_sequence:
+                report._fail(
+                    f"the published head #{sequence} {expected[:12]}… is missing: the chain ends at "
+                    f"#{self.last_sequence} (transactions were deleted)."
+                )
+        report.head_sequence, report.head_hash = self.last_sequence, self.prev_hash
+        report.totals = {
+            c: (self.debits[c], self.credits[c]) for c in sorted(set(self.debits) | set(self.credits))
+        }
+        for currency, (d, c) in report.totals.items():
+            if d != c:
+                report._fail(f"total debits and credits differ in {currency}: {d} against {c}.")
 
 
 # --- the public money trail -----------------------------------------------------------
@@ -755,6 +854,7 @@ def public_transaction(txn: LedgerTransaction) -> dict:
         "entries": [
             {
                 "account_id": e.account_id,
+                "account_sha256": account_sha256(e.account.code),
                 "account": public_account_label(e.account),
                 "side": e.side.value,
                 "amount": e.amount,

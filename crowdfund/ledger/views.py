@@ -94,8 +94,9 @@ def money_trail_json(slug: str):
                 "hash_algorithm": "sha256",
                 "canonical_content": (
                     "JSON, sorted keys, separators ',' and ':', ASCII, of: sequence, key_sha256, created_at, kind, "
-                    "description_sha256, campaign_id, reverses_id, entries (sorted [account_id, side, amount, "
-                    "currency]), prev_hash"
+                    "description_sha256, campaign_id, reverses_id, entries (sorted [account_id, account_sha256, "
+                    "side, amount, currency]; account_sha256 is the SHA-256 of the account's code "
+                    "purpose:owner_type:owner_id:currency), prev_hash"
                 ),
                 "all_hashes": url_for("ledger.chain_json", _external=True),
             },
@@ -113,6 +114,21 @@ def chain_json():
     if len(links) == CHAIN_PAGE_LIMIT:
         body["next"] = url_for("ledger.chain_json", after=links[-1]["sequence"], _external=True)
     return jsonify(body)
+
+
+@bp.route("/ledger/head.json")
+def head_json():
+    """The end of the hash chain. Keep a copy: `flask ledger verify --expect-head SEQUENCE:HASH`
+    later proves that the history up to it was neither rewritten nor cut short."""
+    head_sequence, head_hash = service.chain_head()
+    return jsonify(
+        {
+            "head_sequence": head_sequence,
+            "head_hash": head_hash,
+            "expect_head": f"{head_sequence}:{head_hash}",
+            "all_hashes": url_for("ledger.chain_json", _external=True),
+        }
+    )
 
 
 # --- operators ------------------------------------------------------------------------
