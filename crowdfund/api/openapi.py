@@ -1,7 +1,10 @@
 """The OpenAPI 3.1 description of /api/v1, served at /api/v1/openapi.json.
 
-Written by hand, next to the views it describes; a test checks that every route of the
-`api` blueprint is here and that nothing here is missing from the blueprint.
+Written by hand, next to the views it describes, from the same constants the views
+check (id and text bounds, choices); the list of error codes is generated from
+`crowdfund.errors.ErrorCode`. Tests hold the document and the answers to each other: every
+route of the `api` blueprint is here and nothing else, and a schema-driven fuzzer
+(schemathesis) checks that every answer is one the document describes.
 """
 
 from __future__ import annotations
@@ -9,31 +12,23 @@ from __future__ import annotations
 from copy import deepcopy
 from typing import Any
 
-#: Every `error.code` the API returns. Clients may branch on these; they do not change.
-ERROR_CODES: dict[str, str] = {
-    "validation_error": "422: a field is missing, of the wrong type or out of range (see `field`).",
-    "bad_json": "400: the body is not JSON.",
-    "invalid_tier": "422: the tier is not one of this campaign's rewards.",
-    "wrong_currency": "422: the amount is not in the campaign's currency.",
-    "below_minimum": "422: less than the campaign's minimum investment or loan share.",
-    "investor_profile_required": "422: state income, net worth and accreditation on the website first.",
-    "unauthorized": "401: no token, an unknown token or a revoked one.",
-    "forbidden": "403: the caller may not do this.",
-    "not_found": "404: no such campaign, or no such pledge of the caller's.",
-    "method_not_allowed": "405: the path exists but not with this method.",
-    "sold_out": "409: the reward tier has no units left (for this quantity).",
-    "limit_exceeded": "409: the investment would pass the investor's 12-month limit.",
-    "over_maximum": "409: the pledge would pass the campaign's maximum (oversubscription cap, patient-aid cap).",
-    "campaign_not_open": "409: the campaign is not open for pledges (not live yet, suspended, or not started).",
-    "campaign_closed": "409: the campaign has ended.",
-    "cancellation_closed": "409: the pledge can no longer be cancelled (past the cancellation deadline).",
-    "not_changeable": "409: the pledge cannot be changed (not a reward pledge, or no longer active).",
-    "idempotency_conflict": "409: the Idempotency-Key was already used for a pledge to another campaign.",
-    "conflict": "409: the current state refuses the request.",
-    "payment_method_required": "422: save a card on the website first (Account → Payment methods).",
-    "payment_declined": "402: the card was declined; the message says what to do.",
-    "internal_error": "500: a bug on our side; never the answer to bad input.",
-}
+from crowdfund.api.parsing import MAX_IDEMPOTENCY_KEY_LENGTH, MAX_TEXT_LENGTH
+from crowdfund.campaigns.models import CampaignKind, HealthCategory
+from crowdfund.database import MAX_ID
+from crowdfund.errors import ErrorCode
+from crowdfund.money import MAX_MINOR
+from crowdfund.public.queries import MAX_PAGE, MAX_QUERY_LENGTH, SORTS, STATUSES
+
+#: Every stable `error.code`, with the HTTP status it comes with: generated from
+#: `crowdfund.errors.ErrorCode`, the one registry (the README's table is too).
+ERROR_CODES: dict[str, str] = {code.value: f"{code.status}: {code.text}" for code in ErrorCode}
+_ERROR_CODES_DESCRIPTION = "Stable codes with their HTTP status; clients may branch on them.\n\n" + "\n".join(
+    f"- `{code}` — {text}" for code, text in ERROR_CODES.items()
+)
+#: Every id in a path or a body: a PostgreSQL INTEGER primary key.
+_ID = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+_COUNT = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+_KINDS = [kind.value for kind in CampaignKind]
 
 _MONEY_REF = {"$ref": "#/components/schemas/Money"}
 _ERROR_RESPONSE = {
@@ -50,12 +45,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
     return {str(s): _ERROR_RESPONSE for s in statuses}
 
 
-_PLEDGE_ID = {
-    "name": "pledge_id",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "integer", "minimum": 1},
-}
+_PLEDGE_ID = {"name": "pledge_id", "in": "path", "required": True, "schema": _ID}
 _SECURED = [{"bearerToken": []}]
 
 DOCUMENT: dict[str, Any] = {
@@ -81,7 +71,12 @@ DOCUMENT: dict[str, Any] = {
                 "type": "object",
                 "required": ["amount", "currency"],
                 "properties": {
-                    "amount": {"type": "integer", "description": "Minor units (fen, cents)."},
+                    "amount": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "maximum": MAX_MINOR,
+                        "description": "Minor units (fen, cents).",
+                    },
                     "currency": {"type": "string", "pattern": "^[A-Z]{3}$", "examples": ["CNY"]},
                     "display": {"type": "string", "readOnly": True, "examples": ["¥300.00"]},
                 },
@@ -109,7 +104,7 @@ DOCUMENT: dict[str, Any] = {
                     "slug": {"type": "string"},
                     "title": {"type": "string"},
                     "summary": {"type": "string"},
-                    "kind": {"enum": ["reward", "equity", "debt", "donation"]},
+                    "kind": {"enum": _KINDS},
                     "category": {"type": "string"},
                     "state": {"type": "string"},
                     "is_open": {"type": "boolean", "description": "Live and inside its dates."},
@@ -155,7 +150,7 @@ DOCUMENT: dict[str, Any] = {
                             "title": {"type": "string"},
                         },
                     },
-                    "kind": {"enum": ["reward", "equity", "debt", "donation"]},
+                    "kind": {"enum": _KINDS},
                     "state": {
                         "enum": [
                             "pending",
@@ -192,25 +187,24 @@ DOCUMENT: dict[str, Any] = {
                 "description": "Reward: tier_id + quantity (or amount for no reward), optional extra. "
                 "Equity and debt: amount and risk_acknowledged. Donation: amount, optional message, anonymous.",
                 "properties": {
-                    "campaign": {"type": ["integer", "string"], "description": "The campaign's id or slug."},
-                    "campaign_id": {"type": "integer"},
-                    "tier_id": {"type": "integer", "minimum": 1},
-                    "quantity": {"type": "integer", "minimum": 1, "default": 1},
+                    "campaign": {
+                        "anyOf": [_ID, {"type": "string", "minLength": 1, "maxLength": 140}],
+                        "description": "The campaign's id or slug.",
+                    },
+                    "campaign_id": _ID,
+                    "tier_id": _ID,
+                    "quantity": {**_COUNT, "default": 1},
                     "amount": _MONEY_REF,
                     "extra": _MONEY_REF,
-                    "shipping_address": {"type": "string", "maxLength": 2000},
+                    "shipping_address": {"type": "string", "maxLength": MAX_TEXT_LENGTH},
                     "risk_acknowledged": {"type": "boolean"},
-                    "message": {"type": "string", "maxLength": 2000},
+                    "message": {"type": "string", "maxLength": MAX_TEXT_LENGTH},
                     "anonymous": {"type": "boolean"},
                     "payment_method_id": {
-                        "type": "integer",
+                        **_ID,
                         "description": "One of your saved cards; your default card when left out.",
                     },
-                    "shares": {
-                        "type": "integer",
-                        "minimum": 1,
-                        "description": "Equity: whole shares instead of amount.",
-                    },
+                    "shares": {**_COUNT, "description": "Equity: whole shares instead of amount."},
                 },
             },
             "PledgeChange": {
@@ -218,12 +212,12 @@ DOCUMENT: dict[str, Any] = {
                 "additionalProperties": False,
                 "description": "Reward pledges only; fields left out keep their values.",
                 "properties": {
-                    "tier_id": {"type": ["integer", "null"]},
-                    "quantity": {"type": "integer", "minimum": 1},
+                    "tier_id": {"anyOf": [_ID, {"type": "null"}], "description": "null: no reward."},
+                    "quantity": _COUNT,
                     "amount": _MONEY_REF,
                     "extra": _MONEY_REF,
-                    "shipping_address": {"type": "string", "maxLength": 2000},
-                    "payment_method_id": {"type": "integer"},
+                    "shipping_address": {"type": "string", "maxLength": MAX_TEXT_LENGTH},
+                    "payment_method_id": _ID,
                 },
             },
             "Error": {
@@ -234,7 +228,7 @@ DOCUMENT: dict[str, Any] = {
                         "type": "object",
                         "required": ["code", "message"],
                         "properties": {
-                            "code": {"enum": list(ERROR_CODES)},
+                            "code": {"enum": list(ERROR_CODES), "description": _ERROR_CODES_DESCRIPTION},
                             "message": {"type": "string", "description": "Fit to show to a person."},
                             "field": {"type": "string", "description": "The input the message is about."},
                         },
@@ -260,27 +254,27 @@ DOCUMENT: dict[str, Any] = {
             "get": {
                 "summary": "List public campaigns with their tiers and totals.",
                 "parameters": [
+                    {"name": "kind", "in": "query", "schema": {"enum": _KINDS}},
                     {
-                        "name": "kind",
+                        "name": "category",
                         "in": "query",
-                        "schema": {"enum": ["reward", "equity", "debt", "donation"]},
+                        "schema": {"enum": [category.value for category in HealthCategory]},
                     },
-                    {"name": "category", "in": "query", "schema": {"type": "string"}},
                     {
                         "name": "status",
                         "in": "query",
-                        "schema": {"enum": ["live", "funded", "closed", "all"], "default": "live"},
+                        "schema": {"enum": list(STATUSES), "default": next(iter(STATUSES))},
                     },
-                    {"name": "q", "in": "query", "schema": {"type": "string", "maxLength": 100}},
+                    {"name": "q", "in": "query", "schema": {"type": "string", "maxLength": MAX_QUERY_LENGTH}},
                     {
                         "name": "sort",
                         "in": "query",
-                        "schema": {"enum": ["newest", "ending", "funded", "backers"], "default": "newest"},
+                        "schema": {"enum": list(SORTS), "default": next(iter(SORTS))},
                     },
                     {
                         "name": "page",
                         "in": "query",
-                        "schema": {"type": "integer", "minimum": 1, "default": 1},
+                        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 1},
                     },
                     {
                         "name": "per_page",
@@ -330,7 +324,7 @@ DOCUMENT: dict[str, Any] = {
                     {
                         "name": "Idempotency-Key",
                         "in": "header",
-                        "schema": {"type": "string", "maxLength": 96},
+                        "schema": {"type": "string", "maxLength": MAX_IDEMPOTENCY_KEY_LENGTH},
                     }
                 ],
                 "requestBody": {

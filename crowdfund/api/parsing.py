@@ -2,7 +2,9 @@
 
 Bodies are JSON objects. Unknown fields are refused (a typo must not pass silently),
 every value has exactly one accepted type, and money is always an object of integer
-minor units and a currency: `{"amount": 30000, "currency": "CNY"}` is ¥300.00.
+minor units and a currency: `{"amount": 30000, "currency": "CNY"}` is ¥300.00. Text
+goes through the site's one cleaning rule (`crowdfund.web.text`): a lone surrogate
+anywhere in the body is refused with 422, control and invisible characters are removed.
 """
 
 from __future__ import annotations
@@ -12,11 +14,11 @@ from typing import Any
 
 from flask import Request
 
-from crowdfund.errors import ValidationError
+from crowdfund.database import MAX_ID
+from crowdfund.errors import ErrorCode, ValidationError
 from crowdfund.money import MAX_MINOR, Money, MoneyError
+from crowdfund.web.text import SURROGATE_MESSAGE, UnsafeText, clean_text, has_surrogate
 
-#: Largest id or count accepted: a PostgreSQL INTEGER.
-MAX_INT = 2**31 - 1
 MAX_TEXT_LENGTH = 2000
 #: Longest Idempotency-Key header accepted.
 MAX_IDEMPOTENCY_KEY_LENGTH = 96
@@ -25,8 +27,7 @@ MAX_IDEMPOTENCY_KEY_LENGTH = 96
 class BadJson(ValidationError):
     """The body is not JSON at all."""
 
-    code = "bad_json"
-    status = 400
+    code = ErrorCode.BAD_JSON
 
 
 def _reject_constant(name: str) -> None:
@@ -44,7 +45,17 @@ def json_object(request: Request) -> dict[str, Any]:
         raise BadJson("The request body is not valid JSON.") from None
     if not isinstance(data, dict):
         raise ValidationError("The request body must be a JSON object.")
+    _refuse_surrogates(data)
     return data
+
+
+def _refuse_surrogates(data: dict[str, Any]) -> None:
+    """422 naming the first field whose name or value holds a lone surrogate (`"\\ud800"`)."""
+    for key, value in data.items():
+        if has_surrogate(json.dumps({key: value}, ensure_ascii=False)):
+            if has_surrogate(key):
+                raise ValidationError(SURROGATE_MESSAGE)
+            raise ValidationError(f"{key}: {SURROGATE_MESSAGE}", field=key)
 
 
 def refuse_unknown(data: dict[str, Any], allowed: set[str]) -> None:
@@ -57,7 +68,7 @@ def refuse_unknown(data: dict[str, Any], allowed: set[str]) -> None:
 
 
 def integer(data: dict[str, Any], key: str, *, minimum: int = 1, required: bool = False) -> int | None:
-    """A JSON integer (not a string, float or boolean) between `minimum` and 2^31-1."""
+    """A JSON integer (not a string, float or boolean) between `minimum` and MAX_ID (2^31-1)."""
     value = data.get(key)
     if value is None:
         if required:
@@ -67,7 +78,7 @@ def integer(data: dict[str, Any], key: str, *, minimum: int = 1, required: bool 
         raise ValidationError(f"{key} must be a whole number.", field=key)
     if value < minimum:
         raise ValidationError(f"{key} must be at least {minimum}.", field=key)
-    if value > MAX_INT:
+    if value > MAX_ID:
         raise ValidationError(f"{key} is too large.", field=key)
     return value
 
@@ -81,14 +92,19 @@ def boolean(data: dict[str, Any], key: str) -> bool | None:
     return value
 
 
-def text(data: dict[str, Any], key: str, *, max_length: int = MAX_TEXT_LENGTH) -> str | None:
+def text(
+    data: dict[str, Any], key: str, *, max_length: int = MAX_TEXT_LENGTH, multiline: bool = False
+) -> str | None:
+    """A JSON string under the cleaning rule (`crowdfund.web.text`), at most `max_length` long."""
     value = data.get(key)
     if value is None:
         return None
     if not isinstance(value, str):
         raise ValidationError(f"{key} must be a string.", field=key)
-    if "\x00" in value:
-        raise ValidationError(f"{key} cannot contain NUL characters.", field=key)
+    try:
+        value = clean_text(value, multiline=multiline)
+    except UnsafeText as exc:
+        raise ValidationError(f"{key}: {exc}", field=key) from None
     if len(value) > max_length:
         raise ValidationError(f"{key} is at most {max_length} characters.", field=key)
     return value

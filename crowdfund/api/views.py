@@ -1,8 +1,9 @@
 """The JSON API under /api/v1: campaigns (public) and the caller's own pledges (Bearer token).
 
 Views parse JSON, authenticate the token, call the same services the pages use, and
-turn every `DomainError` into `{"error": {"code", "message", "field"}}` with its HTTP
-status. The API is CSRF-exempt because it never reads the session cookie: a request is
+turn every `DomainError` into `{"error": {"code", "message", "field"}}` with the status
+of its `ErrorCode`; anything unexpected is a generic 500 `internal_error` that shows no
+detail (the traceback goes to the log). The API is CSRF-exempt because it never reads the session cookie: a request is
 authenticated only by its `Authorization: Bearer hf_…` header.
 """
 
@@ -23,12 +24,13 @@ from crowdfund.api.openapi import openapi_document
 from crowdfund.api.serialise import campaign_to_dict, pledge_to_dict
 from crowdfund.api.service import authenticate
 from crowdfund.campaigns.models import PUBLIC_STATES, Campaign, CampaignKind, HealthCategory
+from crowdfund.database import valid_id
 from crowdfund.engine import service as engine
-from crowdfund.errors import DomainError, NotFound, ValidationError
+from crowdfund.errors import DomainError, ErrorCode, NotFound, ValidationError
 from crowdfund.extensions import csrf, db
 from crowdfund.models_base import utcnow
 from crowdfund.money import MoneyError
-from crowdfund.web import catalogue
+from crowdfund.public import queries as catalogue
 
 log = logging.getLogger(__name__)
 
@@ -60,41 +62,60 @@ CHANGE_FIELDS = {"tier_id", "quantity", "amount", "extra", "shipping_address", "
 # ---------------------------------------------------------------------------
 
 
-def error_response(status: int, code: str, message: str, field: str | None = None) -> Response:
-    body: dict[str, Any] = {"code": code, "message": message}
+#: The code an HTTP error raised inside a view answers with, by its status.
+HTTP_ERROR_CODES: dict[int, ErrorCode] = {
+    400: ErrorCode.BAD_REQUEST,
+    401: ErrorCode.UNAUTHORIZED,
+    403: ErrorCode.FORBIDDEN,
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+    409: ErrorCode.CONFLICT,
+    413: ErrorCode.REQUEST_TOO_LARGE,
+    429: ErrorCode.RATE_LIMITED,
+}
+
+
+def error_response(
+    code: ErrorCode, message: str | None = None, field: str | None = None, *, status: int | None = None
+) -> Response:
+    """`{"error": {"code", "message", "field"}}` with the code's status (or `status`)."""
+    body: dict[str, Any] = {"code": code.value, "message": message or code.text}
     if field:
         body["field"] = field
     response = jsonify(error=body)
-    response.status_code = status
-    if status == 401:
+    response.status_code = status or code.status
+    if response.status_code == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="HealthFund API"'
     return response
 
 
 @bp.errorhandler(DomainError)
 def domain_error(exc: DomainError) -> Response:
-    db.session.rollback()
-    return error_response(exc.status, exc.code, exc.message, exc.field)
+    return error_response(exc.code, exc.message, exc.field)
 
 
 @bp.errorhandler(MoneyError)
 def money_error(exc: MoneyError) -> Response:
-    db.session.rollback()
-    return error_response(422, "validation_error", str(exc))
+    return error_response(ErrorCode.VALIDATION_ERROR, str(exc))
 
 
 @bp.errorhandler(HTTPException)
 def http_error(exc: HTTPException) -> Response:
-    code = (exc.name or "error").lower().replace(" ", "_")
-    return error_response(exc.code or 500, code, exc.description or exc.name)
+    status = exc.code or 500
+    code = HTTP_ERROR_CODES.get(status, ErrorCode.BAD_REQUEST if status < 500 else ErrorCode.INTERNAL_ERROR)
+    response = error_response(code, exc.description if status < 500 else None, status=status)
+    for name, value in exc.get_headers():
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response
 
 
 @bp.errorhandler(Exception)
 def unexpected_error(exc: Exception) -> Response:
-    """Last resort: a bug. Logged with its traceback; the client still gets JSON."""
+    """Last resort: a bug. Logged with its traceback; the client gets a generic JSON 500."""
     log.exception("unexpected error in the API")
-    db.session.rollback()
-    return error_response(500, "internal_error", "An unexpected error happened; please try again.")
+    db.session.rollback()  # the failed statement may have left the session unusable
+    return error_response(ErrorCode.INTERNAL_ERROR)
 
 
 def token_required(view: Callable) -> Callable:
@@ -105,8 +126,7 @@ def token_required(view: Callable) -> Callable:
         user = authenticate(request.headers.get("Authorization"))
         if user is None:
             return error_response(
-                401,
-                "unauthorized",
+                ErrorCode.UNAUTHORIZED,
                 "Send a valid personal API token as 'Authorization: Bearer hf_…'; "
                 "create one on your account's API tokens page.",
             )
@@ -143,6 +163,14 @@ def _query_choice(name: str, choices: list[str]) -> str | None:
         return None
     if value not in choices:
         raise ValidationError(f"{name} must be one of {', '.join(choices)}.", field=name)
+    return value
+
+
+def _query_text(name: str, max_length: int) -> str | None:
+    """A free-text query parameter, refused (not cut) when longer than documented."""
+    value = request.args.get(name)
+    if value is not None and len(value) > max_length:
+        raise ValidationError(f"{name} is at most {max_length} characters.", field=name)
     return value
 
 
@@ -187,7 +215,7 @@ def list_campaigns():
         kind=CampaignKind(kind) if kind else None,
         category=HealthCategory(category) if category else None,
         status=status,
-        q=catalogue.clean_query(request.args.get("q")),
+        q=catalogue.clean_query(_query_text("q", catalogue.MAX_QUERY_LENGTH)),
         sort=sort,
         page=page,
     )
@@ -210,9 +238,7 @@ def _public_campaign(ref: str) -> Campaign:
     if ref.isascii() and ref.isdigit():
         ident = int(ref) if len(ref) <= 10 else 0
         slug = (
-            db.session.scalar(select(Campaign.slug).where(Campaign.id == ident))
-            if ident <= parsing.MAX_INT
-            else None
+            db.session.scalar(select(Campaign.slug).where(Campaign.id == ident)) if valid_id(ident) else None
         )
     campaign = catalogue.campaign_by_slug(slug) if slug else None
     if campaign is None or not campaign.is_public:
@@ -241,12 +267,6 @@ def _campaign_for_pledge(ref: int | str) -> tuple[int, str]:
     return row.id, row.currency
 
 
-def _pledge_id(value: int) -> int:
-    if value > parsing.MAX_INT:
-        raise NotFound("You have no pledge with that id.")
-    return value
-
-
 @bp.get("/pledges")
 @token_required
 def list_pledges():
@@ -268,9 +288,9 @@ def create_pledge():
         tier_id=parsing.integer(data, "tier_id"),
         quantity=parsing.integer(data, "quantity") or 1,
         extra=parsing.money(data, "extra", currency, allow_zero=True),
-        shipping_address=parsing.text(data, "shipping_address"),
+        shipping_address=parsing.text(data, "shipping_address", multiline=True),
         risk_acknowledged=bool(parsing.boolean(data, "risk_acknowledged")),
-        message=parsing.text(data, "message"),
+        message=parsing.text(data, "message", multiline=True),
         anonymous=bool(parsing.boolean(data, "anonymous")),
         payment_method_id=parsing.integer(data, "payment_method_id"),
         shares=parsing.integer(data, "shares"),
@@ -286,7 +306,7 @@ def create_pledge():
 @bp.get("/pledges/<int:pledge_id>")
 @token_required
 def get_pledge(pledge_id: int):
-    pledge = engine.get_own_pledge(g.api_user, _pledge_id(pledge_id))
+    pledge = engine.get_own_pledge(g.api_user, pledge_id)
     return pledge_to_dict(pledge, utcnow())
 
 
@@ -296,7 +316,7 @@ def change_pledge(pledge_id: int):
     """Change a reward pledge; fields left out keep their current values."""
     data = parsing.json_object(request)
     parsing.refuse_unknown(data, CHANGE_FIELDS)
-    current = engine.get_own_pledge(g.api_user, _pledge_id(pledge_id))
+    current = engine.get_own_pledge(g.api_user, pledge_id)
     currency = current.currency
     tier_given = "tier_id" in data
     req = engine.PledgeRequest(
@@ -304,7 +324,7 @@ def change_pledge(pledge_id: int):
         quantity=parsing.integer(data, "quantity") or current.quantity,
         amount=parsing.money(data, "amount", currency) if "amount" in data else None,
         extra=parsing.money(data, "extra", currency, allow_zero=True) if "extra" in data else current.extra,
-        shipping_address=parsing.text(data, "shipping_address")
+        shipping_address=parsing.text(data, "shipping_address", multiline=True)
         if "shipping_address" in data
         else current.shipping_address,
         payment_method_id=parsing.integer(data, "payment_method_id"),
@@ -318,5 +338,5 @@ def change_pledge(pledge_id: int):
 @bp.post("/pledges/<int:pledge_id>/cancel")
 @token_required
 def cancel_pledge(pledge_id: int):
-    pledge = engine.cancel_pledge(g.api_user, _pledge_id(pledge_id))
+    pledge = engine.cancel_pledge(g.api_user, pledge_id)
     return pledge_to_dict(pledge, utcnow())
