@@ -20,7 +20,8 @@ from wtforms import (
 )
 from wtforms.validators import InputRequired, Length, NumberRange, Optional
 
-from crowdfund.engine.service import MAX_ADDRESS_LENGTH, MAX_MESSAGE_LENGTH, PledgeRequest
+from crowdfund.campaigns.kinds import MAX_ADDRESS_LENGTH, MAX_MESSAGE_LENGTH
+from crowdfund.engine.service import PledgeRequest
 from crowdfund.money import Money, MoneyError
 from crowdfund.web.converters import parse_id
 from crowdfund.web.fields import WholeNumberField

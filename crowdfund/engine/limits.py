@@ -9,6 +9,10 @@ The limit is computed in the currency of the investor's profile. Thresholds stat
 US dollars, and commitments made in other currencies, are converted with the fixed rate
 table `INVESTMENT_LIMIT_FX` (US dollars per major unit) — a policy table, not market
 rates, used for nothing but this limit.
+
+Only money actually invested, or still committed, uses the limit: active commitments to
+a campaign that has not failed or been cancelled, and charged ones less what was
+refunded. Released, dropped, refunded, cancelled and failed commitments do not.
 """
 
 from __future__ import annotations
@@ -17,9 +21,11 @@ from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 
-from crowdfund.engine.models import COUNTED_STATES, INVESTMENT_KINDS, InvestorProfile, Pledge
+from crowdfund.campaigns.kinds import KINDS
+from crowdfund.campaigns.models import Campaign, CampaignState
+from crowdfund.engine.models import InvestorProfile, Pledge, PledgeState
 from crowdfund.extensions import db
 from crowdfund.money import Money, MoneyError, get_currency
 
@@ -63,15 +69,25 @@ def investment_limit(profile: InvestorProfile) -> Money | None:
     return Money(min(limit, cap.amount), currency)
 
 
+#: Campaign states in which an active commitment no longer binds anyone (settlement releases it).
+ENDED_WITHOUT_MONEY = (CampaignState.FAILED, CampaignState.CANCELLED)
+
+
 def invested_within_window(user_id: int, currency: str, now: datetime) -> Money:
-    """Active and charged equity and debt commitments of the last 12 months, in `currency`."""
+    """Equity and debt money invested or still committed in the last 12 months, in `currency`.
+
+    Counts active commitments to campaigns that have not failed or been cancelled, and
+    charged ones less what was refunded; nothing else.
+    """
     since = now - timedelta(days=current_app.config["INVESTMENT_LIMIT_WINDOW_DAYS"])
+    still_committed = and_(Pledge.state == PledgeState.ACTIVE, Campaign.state.not_in(ENDED_WITHOUT_MONEY))
     rows = db.session.execute(
-        select(Pledge.currency, func.coalesce(func.sum(Pledge.amount_amount), 0))
+        select(Pledge.currency, func.coalesce(func.sum(Pledge.amount_amount - Pledge.refunded_amount), 0))
+        .join(Campaign, Campaign.id == Pledge.campaign_id)
         .where(
             Pledge.user_id == user_id,
-            Pledge.kind.in_(INVESTMENT_KINDS),
-            Pledge.state.in_(COUNTED_STATES),
+            Pledge.kind.in_([kind for kind, rules in KINDS.items() if rules.investment]),
+            or_(still_committed, Pledge.state == PledgeState.CHARGED),
             Pledge.created_at > since,
         )
         .group_by(Pledge.currency)

@@ -4,20 +4,24 @@ A `Pledge` is one backer's commitment to one campaign: a reward tier (or "no rew
 shares in an equity round, a loan share, or a donation. Charge-at-close pledges
 (reward, equity, debt) are recorded as *active* and charged by settlement when the
 campaign succeeds; donations are *pending* while the gateway is called and then
-*charged* (or *failed*). The allowed moves between states are `PLEDGE_TRANSITIONS`;
-`Pledge.transition_to` refuses any other with `InvalidPledgeTransition`.
+*charged* (or *failed*). A refund of the charge lowers what the pledge counts for
+(`refunded_amount`); a full refund makes it *refunded*. The allowed moves between states
+are `PLEDGE_TRANSITIONS`; `Pledge.transition_to` (the shared `StateMachine`) refuses any
+other with `InvalidTransition`.
 
 The campaign's stored counters (`raised_amount`, `backer_count`) and a tier's `claimed`
-count only pledges in `COUNTED_STATES`; the engine service keeps them in step with
-every pledge in the same transaction.
+count only pledges in `COUNTED_STATES`, each for its `counted_amount` (the amount less
+what was refunded); the engine service keeps them in step with every pledge in the same
+transaction.
 """
 
 from __future__ import annotations
 
 import enum
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     CheckConstraint,
@@ -30,14 +34,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from crowdfund.campaigns.kinds import kind_rules
 from crowdfund.campaigns.models import Campaign, CampaignKind, CampaignState
+from crowdfund.errors import describe
 from crowdfund.extensions import db
-from crowdfund.models_base import UTCDateTime, enum_column, utcnow
+from crowdfund.models_base import StateMachine, UTCDateTime, enum_column, utcnow
 from crowdfund.money import Money
 from crowdfund.payments.models import PaymentMethod  # noqa: F401  (pledges reference its table)
-
-#: Equity and debt commitments can be cancelled until this long before the deadline.
-INVESTMENT_CANCELLATION_CUTOFF = timedelta(hours=48)
 
 
 class PledgeState(enum.Enum):
@@ -59,7 +62,7 @@ class PledgeState(enum.Enum):
 
 
 P = PledgeState
-#: Every allowed move of a pledge; anything else is an InvalidPledgeTransition.
+#: Every allowed move of a pledge; anything else is an InvalidTransition.
 PLEDGE_TRANSITIONS: dict[PledgeState, frozenset[PledgeState]] = {
     P.PENDING: frozenset({P.CHARGED, P.FAILED}),
     P.ACTIVE: frozenset({P.CANCELLED, P.CHARGED, P.FAILED, P.RELEASED}),
@@ -71,22 +74,9 @@ PLEDGE_TRANSITIONS: dict[PledgeState, frozenset[PledgeState]] = {
 }
 #: States whose amount, units and backer count the campaign's counters include.
 COUNTED_STATES = frozenset({P.ACTIVE, P.CHARGED})
-#: Kinds that are recorded now and charged when the campaign closes successfully.
-CHARGE_AT_CLOSE_KINDS = frozenset({CampaignKind.REWARD, CampaignKind.EQUITY, CampaignKind.DEBT})
-#: Kinds bound by the investor's 12-month investment limit.
-INVESTMENT_KINDS = frozenset({CampaignKind.EQUITY, CampaignKind.DEBT})
 
 
-class InvalidPledgeTransition(Exception):
-    """A pledge move that PLEDGE_TRANSITIONS does not allow."""
-
-    def __init__(self, current: PledgeState, target: PledgeState):
-        super().__init__(f"A {current.value} pledge cannot become {target.value}.")
-        self.current = current
-        self.target = target
-
-
-class Pledge(db.Model):
+class Pledge(StateMachine, db.Model):
     __tablename__ = "pledges"
     __table_args__ = (
         UniqueConstraint("user_id", "idempotency_token"),
@@ -94,8 +84,13 @@ class Pledge(db.Model):
         CheckConstraint("quantity > 0", name="quantity_positive"),
         CheckConstraint("extra_amount >= 0", name="extra_not_negative"),
         CheckConstraint("shares IS NULL OR shares > 0", name="shares_positive"),
+        CheckConstraint(
+            "refunded_amount >= 0 AND refunded_amount <= amount_amount", name="refunded_within_amount"
+        ),
         Index("ix_pledges_campaign_state", "campaign_id", "state"),
     )
+    TRANSITIONS = PLEDGE_TRANSITIONS
+    STATE_MODEL_NAME = "pledge"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), index=True)
@@ -124,8 +119,14 @@ class Pledge(db.Model):
     idempotency_token: Mapped[str | None] = mapped_column(String(100))
     #: Donation: the charge at the gateway.
     payment_operation_id: Mapped[int | None] = mapped_column(ForeignKey("payment_operations.id"))
-    #: Donation: why the charge failed, in words the backer can act on.
-    failure_message: Mapped[str | None] = mapped_column(String(300))
+    #: Donation: why the charge failed, as an `ErrorCode` value (see `failure_message`).
+    failure_code: Mapped[str | None] = mapped_column(String(60))
+    #: Values the failure's sentence is built from.
+    failure_params: Mapped[dict | None] = mapped_column(JSON)
+    #: Minor units of the charge given back by refunds; no longer counted in the totals.
+    refunded_amount: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    #: Digest of the request that created the pledge: a replayed token must bring the same one.
+    request_digest: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -145,28 +146,36 @@ class Pledge(db.Model):
         return Money(self.extra_amount, self.currency)
 
     @property
+    def refunded(self) -> Money:
+        return Money(self.refunded_amount or 0, self.currency)
+
+    @property
+    def counted_amount(self) -> int:
+        """Minor units this pledge adds to the campaign's raised amount while counted."""
+        return self.amount_amount - (self.refunded_amount or 0)
+
+    @property
+    def is_partly_refunded(self) -> bool:
+        return self.state is PledgeState.CHARGED and bool(self.refunded_amount)
+
+    @property
     def is_counted(self) -> bool:
         return self.state in COUNTED_STATES
 
-    # --- lifecycle ------------------------------------------------------------------
-    def can_transition_to(self, target: PledgeState) -> bool:
-        return target in PLEDGE_TRANSITIONS[self.state]
+    @property
+    def failure_message(self) -> str | None:
+        """Why the charge failed, as a sentence for the backer (rendered from the stored code)."""
+        return describe(self.failure_code, self.failure_params) if self.failure_code else None
 
-    def transition_to(self, target: PledgeState, now: datetime | None = None) -> None:
-        if not self.can_transition_to(target):
-            raise InvalidPledgeTransition(self.state, target)
-        self.state = target
+    # --- lifecycle ------------------------------------------------------------------
+    def on_transition(self, target: PledgeState, now: datetime) -> None:
         if target is PledgeState.CANCELLED:
-            self.cancelled_at = now or utcnow()
+            self.cancelled_at = now
 
     @property
     def cancellation_deadline(self) -> datetime | None:
         """The last moment the backer may cancel; None when they never may (donations)."""
-        if self.kind is CampaignKind.DONATION:
-            return None
-        if self.kind in INVESTMENT_KINDS:
-            return self.campaign.end_at - INVESTMENT_CANCELLATION_CUTOFF
-        return self.campaign.end_at
+        return kind_rules(self.kind).cancellation_deadline(self.campaign)
 
     def can_cancel_at(self, now: datetime) -> bool:
         deadline = self.cancellation_deadline
@@ -178,9 +187,9 @@ class Pledge(db.Model):
         )
 
     def can_change_at(self, now: datetime) -> bool:
-        """Reward pledges can move tier or amount while the campaign is open."""
+        """Pledges of a kind with tiers (reward) can move tier or amount while the campaign is open."""
         return (
-            self.kind is CampaignKind.REWARD
+            kind_rules(self.kind).has_tiers
             and self.state is PledgeState.ACTIVE
             and self.campaign.is_open_at(now)
         )

@@ -10,6 +10,7 @@ from flask_login import current_user, login_required
 from werkzeug.routing import BuildError
 
 from crowdfund.accounts.views import add_account_link, safe_next_url
+from crowdfund.campaigns.kinds import INVESTMENT_CANCELLATION_CUTOFF, kind_rules
 from crowdfund.campaigns.models import Campaign, CampaignKind
 from crowdfund.engine import reports, service
 from crowdfund.engine.forms import (
@@ -23,13 +24,13 @@ from crowdfund.engine.forms import (
     new_form_token,
     parse_money,
 )
-from crowdfund.engine.models import INVESTMENT_CANCELLATION_CUTOFF, Pledge
+from crowdfund.engine.models import Pledge, PledgeState
 from crowdfund.engine.schedule import add_months, repayment_schedule
 from crowdfund.errors import DomainError
 from crowdfund.extensions import db
 from crowdfund.models_base import utcnow
 from crowdfund.money import CURRENCIES, Money
-from crowdfund.web import catalogue
+from crowdfund.public import queries as catalogue
 
 bp = Blueprint("engine", __name__)
 
@@ -116,13 +117,14 @@ def _tier_choices(campaign: Campaign) -> list[tuple[str, str]]:
 
 def _form_for(campaign: Campaign, **kwargs):
     form = FORMS[campaign.kind](**kwargs)
-    if campaign.kind is CampaignKind.REWARD:
+    if kind_rules(campaign).has_tiers:
         form.tier.choices = _tier_choices(campaign)
     _fill_methods(form, current_user)
     return form
 
 
-def _debt_schedule(campaign: Campaign, amount: Money | None):
+def _debt_schedule(campaign: Campaign, amount: Money | None) -> dict | None:
+    """A debt campaign's repayment schedule for `amount` (None for the other kinds)."""
     terms = campaign.debt_terms
     if terms is None:
         return None
@@ -136,7 +138,7 @@ def _debt_schedule(campaign: Campaign, amount: Money | None):
 
 def _render_form(campaign: Campaign, form, now: datetime, status: int = 200):
     summary = None
-    if campaign.kind in (CampaignKind.EQUITY, CampaignKind.DEBT):
+    if kind_rules(campaign).investment:
         summary = service.investment_summary(current_user, now=now)
     return (
         render_template(
@@ -151,7 +153,7 @@ def _render_form(campaign: Campaign, form, now: datetime, status: int = 200):
             investor_url=url_for("engine.investor_profile", next=request.full_path.rstrip("?")),
             cancel_cutoff_hours=int(INVESTMENT_CANCELLATION_CUTOFF.total_seconds() // 3600),
             investment_deadline=campaign.end_at - INVESTMENT_CANCELLATION_CUTOFF,
-            schedule=_debt_schedule(campaign, None) if campaign.kind is CampaignKind.DEBT else None,
+            schedule=_debt_schedule(campaign, None),
         ),
         status,
     )
@@ -182,7 +184,7 @@ def back(slug: str):
             flash(exc.message, "warning")
         return redirect(url_for("public.campaign", slug=campaign.slug))
     form = _form_for(campaign)
-    if request.method == "GET" and campaign.kind is CampaignKind.REWARD:
+    if request.method == "GET" and kind_rules(campaign).has_tiers:
         form.tier.data = request.args.get("tier") or (
             str(campaign.tiers[0].id) if campaign.tiers else NO_REWARD
         )
@@ -207,7 +209,7 @@ def review(slug: str):
     except DomainError as exc:
         _attach_error(form, exc)
         return _render_form(campaign, form, now, exc.status)
-    schedule = _debt_schedule(campaign, preview.amount) if campaign.kind is CampaignKind.DEBT else None
+    schedule = _debt_schedule(campaign, preview.amount)
     return render_template(
         "engine/review.html", campaign=campaign, form=form, preview=preview, schedule=schedule, now=now
     )
@@ -238,11 +240,12 @@ def confirm(slug: str):
 
 
 def _thanks(pledge: Pledge) -> str:
-    if pledge.kind is CampaignKind.DONATION:
-        if pledge.state.value == "pending":
+    rules = kind_rules(pledge.kind)
+    if not rules.charge_at_close:
+        if pledge.state is PledgeState.PENDING:
             return f"Thank you! We are confirming your donation of {pledge.amount} with your bank."
         return f"Thank you! Your donation of {pledge.amount} to {pledge.campaign.title} went through."
-    if pledge.kind is CampaignKind.REWARD:
+    if rules.has_tiers:
         return f"Thank you! Your pledge of {pledge.amount} is recorded; nothing is charged unless the campaign succeeds."
     return f"Your commitment of {pledge.amount} is recorded; nothing is charged unless the campaign succeeds."
 

@@ -36,6 +36,13 @@ def reconcile_command(stale_after: int, days: int, no_retry: bool) -> None:
     report = reconcile(
         stale_after=timedelta(seconds=stale_after), since=timedelta(days=days), retry=not no_retry
     )
+    from crowdfund.engine import donations  # pledges follow their payments (the engine imports payments)
+
+    pledges = donations.finish_pending_donations(grace=timedelta(seconds=stale_after), retry=not no_retry)
+    pledges += donations.record_missing_refunds()
+    if pledges:
+        report.resolved.append(f"{pledges} pledge(s) brought in line with their payments")
+    report.differences.extend(str(found) for found in donations.pledge_disagreements())
     click.echo(f"Gateway: {gateway_name()}. {report.checked} payment operation(s) checked.")
     for line in report.resolved:
         click.echo(f"resolved: {line}")
