@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from crowdfund.errors import ErrorCode
 from crowdfund.money import Money
 from crowdfund.payments.models import ChargeOutcome, OperationKind
 
@@ -80,9 +81,13 @@ class PayoutAccountInfo:
 
 
 class CardError(Exception):
-    """Saving a card failed; `message` tells the card holder what to do."""
+    """Saving a card failed; `message` tells the card holder what to do.
 
-    def __init__(self, message: str, code: str = "card_declined", field: str | None = None):
+    `code` is one of our `ErrorCode`s or, from Stripe, a code of its open set of decline
+    codes; the payment service turns it into one of ours (`models.error_code_for`).
+    """
+
+    def __init__(self, message: str, code: str = ErrorCode.CARD_DECLINED, field: str | None = None):
         super().__init__(message)
         self.message = message
         self.code = code

@@ -28,6 +28,7 @@ from datetime import datetime
 from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Integer, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from crowdfund.errors import ErrorCode
 from crowdfund.extensions import db
 from crowdfund.models_base import UTCDateTime, enum_column, utcnow
 from crowdfund.money import Money
@@ -51,13 +52,19 @@ class CardBehaviour(enum.StrEnum):
 
 #: Numbers refused when saving: (failure code, what the card holder should do).
 DECLINED_ON_SAVE = {
-    "4000000000000002": ("card_declined", "Your card was declined. Use another card or ask your bank why."),
+    "4000000000000002": (
+        ErrorCode.CARD_DECLINED,
+        "Your card was declined. Use another card or ask your bank why.",
+    ),
     "4000000000009995": (
-        "insufficient_funds",
+        ErrorCode.INSUFFICIENT_FUNDS,
         "Your card has insufficient funds. Use another card or add money to the account.",
     ),
-    "4000000000000069": ("expired_card", "Your card has expired. Use a card that is still valid."),
-    "4000000000000127": ("incorrect_cvc", "The security code (CVC) is wrong. Check the back of your card."),
+    "4000000000000069": (ErrorCode.EXPIRED_CARD, "Your card has expired. Use a card that is still valid."),
+    "4000000000000127": (
+        ErrorCode.INCORRECT_CVC,
+        "The security code (CVC) is wrong. Check the back of your card.",
+    ),
 }
 #: Numbers with a special behaviour once saved.
 SPECIAL_BEHAVIOUR = {
@@ -207,17 +214,21 @@ def parse_expiry(text: str, now: datetime | None = None) -> tuple[int, int]:
     """'12/30' or '12 / 2030' -> (12, 2030); CardError if malformed or in the past."""
     match = _EXPIRY_RE.match(text or "")
     if not match:
-        raise CardError("Write the expiry date as MM/YY, for example 12/30.", "invalid_expiry", "expiry")
+        raise CardError(
+            "Write the expiry date as MM/YY, for example 12/30.", ErrorCode.INVALID_EXPIRY, "expiry"
+        )
     month, year = int(match.group(1)), int(match.group(2))
     if year < 100:
         year += 2000
     if not 1 <= month <= 12:
-        raise CardError("The expiry month must be between 01 and 12.", "invalid_expiry", "expiry")
+        raise CardError("The expiry month must be between 01 and 12.", ErrorCode.INVALID_EXPIRY, "expiry")
     now = now or utcnow()
     if (year, month) < (now.year, now.month):
-        raise CardError("This card has expired. Use a card that is still valid.", "expired_card", "expiry")
+        raise CardError(
+            "This card has expired. Use a card that is still valid.", ErrorCode.EXPIRED_CARD, "expiry"
+        )
     if year > now.year + 30:
-        raise CardError("That expiry year is too far in the future.", "invalid_expiry", "expiry")
+        raise CardError("That expiry year is too far in the future.", ErrorCode.INVALID_EXPIRY, "expiry")
     return month, year
 
 
@@ -225,9 +236,11 @@ def normalise_number(text: str) -> str:
     """Digits only; CardError for anything that cannot be a card number."""
     digits = re.sub(r"[\s-]", "", text or "")
     if not (digits.isascii() and digits.isdigit()) or not 12 <= len(digits) <= 19:
-        raise CardError("Enter the 12 to 19 digits of the card number.", "invalid_number", "number")
+        raise CardError("Enter the 12 to 19 digits of the card number.", ErrorCode.INVALID_NUMBER, "number")
     if not luhn_ok(digits):
-        raise CardError("That card number is not valid. Check the digits.", "invalid_number", "number")
+        raise CardError(
+            "That card number is not valid. Check the digits.", ErrorCode.INVALID_NUMBER, "number"
+        )
     return digits
 
 
@@ -338,7 +351,7 @@ class SandboxGateway:
         cvc = (data.get("cvc") or "").strip()
         if not (cvc.isascii() and cvc.isdigit()) or len(cvc) not in (3, 4):
             raise CardError(
-                "The security code (CVC) is the 3 or 4 digits on your card.", "invalid_cvc", "cvc"
+                "The security code (CVC) is the 3 or 4 digits on your card.", ErrorCode.INVALID_CVC, "cvc"
             )
         if number in DECLINED_ON_SAVE:
             code, message = DECLINED_ON_SAVE[number]
@@ -347,7 +360,8 @@ class SandboxGateway:
         with _sandbox_transaction() as s:
             if s.get(SandboxCustomer, customer_id) is None:
                 raise CardError(
-                    "Your payment profile was not found; reload the page and try again.", "no_customer"
+                    "Your payment profile was not found; reload the page and try again.",
+                    ErrorCode.SETUP_MISSING,
                 )
             card = SandboxCard(
                 id=_new_id("sbpm"),
@@ -375,7 +389,7 @@ class SandboxGateway:
         with _sandbox_transaction() as s:
             card = s.get(SandboxCard, gateway_id)
             if card is None or card.customer_id != customer_id or card.detached:
-                raise CardError("This card is no longer saved. Add it again.", "card_missing")
+                raise CardError("This card is no longer saved. Add it again.", ErrorCode.CARD_MISSING)
             card.authenticated = True
         return SavedCard(card.id, card.brand, card.last4, card.exp_month, card.exp_year, False)
 

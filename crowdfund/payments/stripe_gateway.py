@@ -22,6 +22,7 @@ from typing import Any
 
 import stripe
 
+from crowdfund.errors import ErrorCode
 from crowdfund.money import Money
 from crowdfund.payments.gateway import (
     KEY_METADATA,
@@ -310,12 +311,14 @@ class StripeGateway:
         """The page posts back the SetupIntent id Stripe.js confirmed; we check it is this customer's."""
         intent_id = (data.get("setup_intent") or "").strip()
         if not intent_id.startswith("seti_"):
-            raise CardError("The card form was not completed. Please enter your card again.", "setup_missing")
+            raise CardError(
+                "The card form was not completed. Please enter your card again.", ErrorCode.SETUP_MISSING
+            )
         try:
             intent = self.client.v1.setup_intents.retrieve(intent_id)
             if intent.customer != customer_id:
                 raise CardError(
-                    "The card form was not completed. Please enter your card again.", "setup_mismatch"
+                    "The card form was not completed. Please enter your card again.", ErrorCode.SETUP_MISMATCH
                 )
             if intent.status not in ("succeeded", "requires_action") or not intent.payment_method:
                 error = _get(intent, "last_setup_error")
