@@ -451,6 +451,25 @@ def test_replacing_and_removing_a_cover_deletes_the_old_file(client, db):
     assert db.session.get(Campaign, campaign.id).cover_image is None and not second.exists()
 
 
+def test_a_refused_cover_change_keeps_the_old_file_and_leaves_no_new_one(app, db):
+    user, org = campaigner()
+    campaign = ready_draft(CampaignKind.REWARD, user, org)
+    service.set_cover(campaign, user, image_bytes())
+    old = images.cover_path(campaign.cover_image)
+    covers = old.parent
+    before = sorted(p.name for p in covers.iterdir())
+    service.submit_for_review(campaign, user)  # no longer editable
+
+    with pytest.raises(Conflict):
+        service.set_cover(campaign, user, image_bytes(colour=(0, 255, 0)))
+    with pytest.raises(Conflict):
+        service.remove_cover(campaign, user)
+
+    db.session.expire_all()
+    assert db.session.get(Campaign, campaign.id).cover_image == old.name
+    assert old.exists() and sorted(p.name for p in covers.iterdir()) == before
+
+
 # ---------------------------------------------------------------------------
 # Garbage in: a message, no change, never a 500
 # ---------------------------------------------------------------------------
