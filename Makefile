@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app app
 export HEALTHFUND_ENV ?= development
+PORT ?= 5000
+JOBS_EVERY ?= 5
 # Two pytest workers (pytest-xdist): the machine has two cores.
 PYTEST_ARGS ?= -n 2
 
@@ -23,11 +25,15 @@ $(VENV)/.requirements-dev: requirements.txt requirements-dev.txt | $(BIN)/python
 
 venv: $(VENV)/.requirements
 
+# The site on http://127.0.0.1:$(PORT) with the demo data, and the periodic jobs (launch,
+# close, tidy up) every $(JOBS_EVERY) s beside it: stopping the server stops the jobs too.
 run: $(VENV)/.requirements
 	mkdir -p instance
 	$(FLASK) db upgrade
 	$(FLASK) demo seed
-	$(FLASK) run --host 127.0.0.1 --port 5000
+	$(FLASK) jobs run --every $(JOBS_EVERY) & jobs=$$!; \
+	trap 'kill $$jobs 2>/dev/null' EXIT INT TERM; \
+	$(FLASK) run --host 127.0.0.1 --port $(PORT)
 
 # SQLite always; PostgreSQL too when TEST_DATABASE_URL is set (REQUIRE_POSTGRES=1 makes it mandatory).
 test: $(VENV)/.requirements-dev

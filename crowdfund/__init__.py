@@ -1,4 +1,9 @@
-"""HealthFund: crowdfunding for the health industry."""
+"""HealthFund: crowdfunding for the health industry.
+
+`create_app` is the one place that knows every package: it binds the extensions,
+registers every blueprint and every CLI group. Nothing registers itself by being
+imported, and no package imports another one's views.
+"""
 
 from __future__ import annotations
 
@@ -21,18 +26,47 @@ def create_app(config: type[Config] | dict | None = None) -> Flask:
     if not app.config.get("SECRET_KEY"):
         raise RuntimeError("SECRET_KEY must be set in the environment outside development and tests.")
 
-    from crowdfund import database, extensions, models  # noqa: F401  (models: full metadata)
-    from crowdfund.web import register_blueprints, register_cli, register_template_helpers
+    from crowdfund import database, extensions, models, web  # noqa: F401  (models: full metadata)
+    from crowdfund.web.security import register_security
 
     database.configure_sqlite(app)
     extensions.db.init_app(app)
     extensions.migrate.init_app(app, extensions.db, directory=str(BASE_DIR / "migrations"))
     extensions.login_manager.init_app(app)
     extensions.csrf.init_app(app)
-    extensions.limiter.init_app(app)
+    extensions.init_limiter(app)
     extensions.bootstrap.init_app(app)
 
+    web.init_app(app)  # before the blueprints: it installs the id converter their rules use
+    register_security(app)  # CSP, frame, referrer and cache headers on every answer
     register_blueprints(app)
-    register_template_helpers(app)
     register_cli(app)
     return app
+
+
+def register_blueprints(app: Flask) -> None:
+    """Every package's pages, in the order their URL rules are matched."""
+    from crowdfund.accounts.views import bp as accounts
+    from crowdfund.api.views import bp as api
+    from crowdfund.api.views_tokens import bp as api_tokens
+    from crowdfund.campaigns.views import bp as campaigns
+    from crowdfund.engine.views import bp as engine
+    from crowdfund.ledger.views import bp as ledger
+    from crowdfund.payments.views import bp as payments
+    from crowdfund.public.views import bp as public
+    from crowdfund.review.views import bp as review
+
+    for bp in (public, accounts, campaigns, review, ledger, engine, api, api_tokens, payments):
+        app.register_blueprint(bp)
+
+
+def register_cli(app: Flask) -> None:
+    """Every package's `flask …` command group, and the jobs registry's."""
+    from crowdfund import jobs
+    from crowdfund.accounts.cli import users_cli
+    from crowdfund.demo.cli import demo_cli
+    from crowdfund.ledger.cli import ledger_cli
+    from crowdfund.payments.cli import payments_cli
+
+    for group in (users_cli, demo_cli, ledger_cli, payments_cli, *jobs.cli_groups()):
+        app.cli.add_command(group)

@@ -1,4 +1,7 @@
-"""Wiring of the web layer: blueprints, template helpers, error pages and CLI groups."""
+"""Shared web helpers: the id converter, error pages, template filters and input guards.
+
+Nothing here knows a domain package; `crowdfund.create_app` registers the blueprints.
+"""
 
 from __future__ import annotations
 
@@ -10,35 +13,15 @@ from markupsafe import Markup
 from crowdfund.money import Money
 
 
-def register_blueprints(app: Flask) -> None:
+def init_app(app: Flask) -> None:
+    """Install what every page shares: the id converter, error pages, template helpers, input guards."""
     from crowdfund.web.converters import IdConverter
+    from crowdfund.web.guards import register_input_guards
 
     # Before any rule is added: every `<int:…>` in a URL is a bounded id.
     app.url_map.converters["int"] = IdConverter
-    from crowdfund.accounts.views import bp as accounts_bp
-    from crowdfund.campaigns.views import bp as campaigns_bp
-    from crowdfund.review.views import bp as review_bp
-    from crowdfund.web.views import bp as public_bp
-
-    for bp in (public_bp, accounts_bp, campaigns_bp, review_bp):
-        app.register_blueprint(bp)
-    from crowdfund.ledger.views import bp as ledger_bp
-
-    app.register_blueprint(ledger_bp)
-    from crowdfund.engine.views import bp as engine_bp
-
-    app.register_blueprint(engine_bp)
-    from crowdfund.api.views import bp as api_bp
-    from crowdfund.api.views_tokens import bp as tokens_bp
-
-    app.register_blueprint(api_bp)
-    app.register_blueprint(tokens_bp)
-    from crowdfund.payments.views import bp as payments_bp
-
-    app.register_blueprint(payments_bp)
     register_error_pages(app)
-    from crowdfund.web.guards import register_input_guards
-
+    register_template_helpers(app)
     register_input_guards(app)
 
 
@@ -108,19 +91,3 @@ def register_template_helpers(app: Flask) -> None:
     @app.context_processor
     def inject_globals():
         return {"site_name": app.config["SITE_NAME"], "now": datetime.now(UTC)}
-
-
-def register_cli(app: Flask) -> None:
-    from crowdfund.accounts.cli import users_cli
-    from crowdfund.campaigns.cli import campaigns_cli
-    from crowdfund.web.demo import demo_cli
-
-    app.cli.add_command(users_cli)
-    app.cli.add_command(campaigns_cli)
-    app.cli.add_command(demo_cli)
-    from crowdfund.ledger.cli import ledger_cli
-
-    app.cli.add_command(ledger_cli)
-    from crowdfund.payments.cli import payments_cli
-
-    app.cli.add_command(payments_cli)

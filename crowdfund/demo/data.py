@@ -1,71 +1,17 @@
-"""`flask demo seed`: demo users, organisations, campaigns of all four kinds — and their money.
+"""What the demo contains: people, organisations, campaigns of all four kinds, and pledges.
 
-Idempotent: users are found by e-mail, organisations by legal name, campaigns by slug
-and pledges by their idempotency token (`demo:<email>:<slug>`); anything that exists is
-left as it is, so a second run creates nothing and changes nothing.
-
-The money is real as far as the sandbox goes. Demo backers save the sandbox test card
-4242 4242 4242 4242 through the payments service and state investor profiles through
-the engine service; every pledge is placed with `crowdfund.engine.service.place_pledge`
-exactly as the pledge form places it. Reward, equity and debt pledges are recorded
-(charged only if the campaign succeeds); donations are charged at once through the
-sandbox gateway, which posts clearing -> campaign escrow to the ledger. The counters
-(`raised_amount`, `backer_count`, tiers' `claimed`) are therefore the pledges' own.
-
-The closed campaign (SightLine, a donation campaign) is created live, receives its
-donations inside its dates and is then moved to *succeeded*: its pledges carry the dates
-they were given, its ledger transactions the moment the seed ran.
+Plain data; `crowdfund.demo.seed` creates it through the services, exactly as the pages
+would. Users are known by e-mail, organisations by legal name, campaigns by their
+organisation and title (the slug comes from the title, as for any campaign), pledges by
+their idempotency token `demo:<email>:<campaign key>`.
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import secrets
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
-from pathlib import Path
 
-import click
-from flask.cli import AppGroup
-from sqlalchemy import select
-
-from crowdfund.accounts.models import (
-    Membership,
-    Organisation,
-    OrganisationType,
-    Role,
-    User,
-    VerificationStatus,
-)
-from crowdfund.accounts.passwords import hash_password
-from crowdfund.campaigns import images
-from crowdfund.campaigns.models import (
-    CLOSED_STATES,
-    Campaign,
-    CampaignKind,
-    CampaignState,
-    DebtTerms,
-    DonationTerms,
-    EquityTerms,
-    FundingModel,
-    HealthCategory,
-    RewardTier,
-    SecurityType,
-)
-from crowdfund.campaigns.service import render_story, transition
-from crowdfund.database import begin_write
-from crowdfund.engine import service as engine
-from crowdfund.engine.models import Pledge
-from crowdfund.errors import DomainError
-from crowdfund.extensions import db
-from crowdfund.models_base import utcnow
-from crowdfund.money import Money
-from crowdfund.payments import service as payments
-from crowdfund.web.covers import draw_cover
-
-demo_cli = AppGroup("demo", help="Demo data.")
+from crowdfund.accounts.models import OrganisationType, Role
+from crowdfund.campaigns.models import CampaignKind, CampaignState, HealthCategory, SecurityType
 
 #: The password of every demo account.
 DEMO_PASSWORD = "healthfund-demo"
@@ -87,22 +33,29 @@ class DemoUser:
 
 
 USERS = (
-    DemoUser("admin@healthfund.test", "Alex Admin", Role.ADMIN, "Admin: fees, limits, policies, operators"),
     DemoUser(
-        "operator@healthfund.test", "Olivia Wang", Role.OPERATOR, "Operator: reviews campaigns and documents"
+        "admin@healthfund.example", "Alex Admin", Role.ADMIN, "Admin: fees, limits, policies, operators"
     ),
     DemoUser(
-        "campaigner@healthfund.test", "Lin Mei", Role.BACKER, "Campaigner: member of five organisations"
+        "operator@healthfund.example",
+        "Olivia Wang",
+        Role.OPERATOR,
+        "Operator: reviews campaigns and documents",
     ),
-    DemoUser("backer@healthfund.test", "Ben Carter", Role.BACKER, "Backer, investor, lender and donor"),
-    DemoUser("founder@healthfund.test", "Daniel Brooks", Role.BACKER, "Campaigner: three US organisations"),
-    DemoUser("family@healthfund.test", "Chen Jie", Role.BACKER, "Campaigner: a patient's father"),
-    DemoUser("nonprofit@healthfund.test", "Amina Otieno", Role.BACKER, "Campaigner: a health nonprofit"),
+    DemoUser(
+        "campaigner@healthfund.example", "Lin Mei", Role.BACKER, "Campaigner: member of five organisations"
+    ),
+    DemoUser("backer@healthfund.example", "Ben Carter", Role.BACKER, "Backer, investor, lender and donor"),
+    DemoUser(
+        "founder@healthfund.example", "Daniel Brooks", Role.BACKER, "Campaigner: three US organisations"
+    ),
+    DemoUser("family@healthfund.example", "Chen Jie", Role.BACKER, "Campaigner: a patient's father"),
+    DemoUser("nonprofit@healthfund.example", "Amina Otieno", Role.BACKER, "Campaigner: a health nonprofit"),
 )
 
 #: The public: twelve more backers with a saved sandbox card (names as they sign up).
 BACKERS = tuple(
-    DemoUser(f"backer{n}@healthfund.test", name, Role.BACKER, "Demo backer with pledges")
+    DemoUser(f"backer{n}@healthfund.example", name, Role.BACKER, "Demo backer with pledges")
     for n, name in enumerate(
         (
             "Wang Fang",
@@ -134,7 +87,6 @@ class DemoOrg:
     description: str
     verified: bool = True
     website: str | None = None
-    members: tuple[str, ...] = ()
     #: Names earlier seeds used: such a row is renamed instead of duplicated.
     former_names: tuple[str, ...] = ()
 
@@ -142,60 +94,61 @@ class DemoOrg:
 ORGS = (
     DemoOrg(
         "heartline", OrganisationType.HEALTH_STARTUP, "Heartline Medical Technology (Shenzhen) Co., Ltd.",
-        "91440300MA5HLT0001", "CN", "campaigner@healthfund.test",
+        "91440300MA5HLT0001", "CN", "campaigner@healthfund.example",
         "A medical-device startup making wearable heart monitors affordable for community clinics.",
         website="https://heartline.example",
     ),
     DemoOrg(
         "medbridge", OrganisationType.HEALTH_STARTUP, "MedBridge Health Technology Co., Ltd.",
-        "91330100MA2MBH0002", "CN", "campaigner@healthfund.test",
+        "91330100MA2MBH0002", "CN", "campaigner@healthfund.example",
         "A telemedicine platform connecting county hospitals with specialists in provincial centres.",
     ),
     DemoOrg(
         "qingshan", OrganisationType.CLINIC, "Qingshan Town Community Health Centre",
-        "PDY-43-0719-2011", "CN", "campaigner@healthfund.test",
+        "PDY-43-0719-2011", "CN", "campaigner@healthfund.example",
         "A public community health centre serving 60,000 people in a rural county.",
     ),
     DemoOrg(
         "retina", OrganisationType.RESEARCH_GROUP, "Retinal Imaging Lab, Jiangnan Medical University",
-        "JNMU-RIL-2016", "CN", "campaigner@healthfund.test",
+        "JNMU-RIL-2016", "CN", "campaigner@healthfund.example",
         "An academic group building low-cost screening for diabetic eye disease.",
     ),
     DemoOrg(
         "breathwell", OrganisationType.HEALTH_STARTUP, "BreathWell Devices Co., Ltd.",
-        "91320500MA7BWD0005", "CN", "campaigner@healthfund.test",
+        "91320500MA7BWD0005", "CN", "campaigner@healthfund.example",
         "A two-person startup designing a home spirometer for children with asthma.",
         verified=False,
     ),
     DemoOrg(
-        "caredose", OrganisationType.HEALTH_STARTUP, "CareDose Inc.", "DE-7731045", "US", "founder@healthfund.test",
+        "caredose", OrganisationType.HEALTH_STARTUP, "CareDose Inc.", "DE-7731045", "US", "founder@healthfund.example",
         "Makers of connected medication dispensers for older people living at home.",
         website="https://caredose.example",
     ),
     DemoOrg(
         "clearpath", OrganisationType.HEALTH_STARTUP, "ClearPath Diagnostics, Inc.", "DE-6620981", "US",
-        "founder@healthfund.test", "A CLIA-certified laboratory startup offering affordable at-home test kits.",
+        "founder@healthfund.example", "A CLIA-certified laboratory startup offering affordable at-home test kits.",
     ),
     DemoOrg(
         "riverside", OrganisationType.CLINIC, "Riverside Physiotherapy Centre LLC", "OR-LLC-118204", "US",
-        "founder@healthfund.test", "An independent physiotherapy practice with four therapists.",
+        "founder@healthfund.example", "An independent physiotherapy practice with four therapists.",
     ),
     DemoOrg(
         "chen-family", OrganisationType.PATIENT_FAMILY, "Chen family", "ID-verified-family", "CN",
-        "family@healthfund.test", "The parents of seven-year-old Xiaoyu, raising money for her treatment.",
+        "family@healthfund.example", "The parents of seven-year-old Xiaoyu, raising money for her treatment.",
         former_names=("Chen family (for Chen Xiaoyu)",),
     ),
     DemoOrg(
         "chw", OrganisationType.NONPROFIT, "Community Health Workers Alliance", "EIN 84-3920117", "US",
-        "nonprofit@healthfund.test", "A nonprofit training and equipping community health workers.",
-        website="https://chw-alliance.example", members=("campaigner@healthfund.test",),
+        "nonprofit@healthfund.example", "A nonprofit training and equipping community health workers.",
+        website="https://chw-alliance.example",
     ),
 )  # fmt: skip
 
 
 @dataclass(frozen=True)
 class DemoCampaign:
-    slug: str
+    #: Stable name of the demo campaign in pledge tokens (its URL slug comes from the title).
+    key: str
     org: str
     kind: CampaignKind
     category: HealthCategory
@@ -208,8 +161,11 @@ class DemoCampaign:
     #: Days since the start (negative: starts later) and days from now to the end.
     started_days_ago: int = 7
     ends_in_days: int = 30
-    featured: bool = False
+    #: An approved campaign that starts this many seconds after the seed runs, so that
+    #: `make run` shows the jobs putting it live (instead of `started_days_ago`).
+    starts_in_seconds: int | None = None
     tiers: tuple[dict, ...] = ()
+    #: The kind's terms as the draft form sends them (amounts in major units).
     terms: dict = field(default_factory=dict)
 
 
@@ -228,7 +184,7 @@ def _tier(
 
 CAMPAIGNS = (
     DemoCampaign(
-        slug="pulsestrip-portable-ecg-patch",
+        key="pulsestrip-portable-ecg-patch",
         org="heartline",
         kind=K.REWARD,
         category=C.MEDICAL_DEVICES,
@@ -236,7 +192,6 @@ CAMPAIGNS = (
         goal=300_000,
         title="PulseStrip: a low-cost portable ECG patch",
         summary="A single-lead ECG patch that records for 7 days and flags atrial fibrillation, for under ¥400.",
-        featured=True,
         started_days_ago=9,
         ends_in_days=26,
         story="""\
@@ -293,7 +248,7 @@ study is approved by the hospitals' ethics committees.
         ),
     ),
     DemoCampaign(
-        slug="caredose-smart-pill-dispenser",
+        key="caredose-smart-pill-dispenser",
         org="caredose",
         kind=K.REWARD,
         category=C.MEDICAL_DEVICES,
@@ -354,7 +309,7 @@ months. This campaign pays for the first factory run of 1,000 units.
         ),
     ),
     DemoCampaign(
-        slug="medbridge-telemedicine-platform",
+        key="medbridge-telemedicine-platform",
         org="medbridge",
         kind=K.EQUITY,
         category=C.DIGITAL_HEALTH,
@@ -362,7 +317,6 @@ months. This campaign pays for the first factory run of 1,000 units.
         goal=2_000_000,
         title="MedBridge: specialists for every county hospital",
         summary="Invest in the telemedicine platform that lets county hospitals consult provincial specialists in minutes.",
-        featured=True,
         started_days_ago=14,
         ends_in_days=38,
         story="""\
@@ -394,12 +348,13 @@ our offering document before you invest.
             "security_type": SecurityType.PREFERRED,
             "price_per_share": 10,
             "pre_money_valuation": 60_000_000,
+            "min_target": 2_000_000,
             "max_target": 5_000_000,
             "min_investment": 1_000,
         },
     ),
     DemoCampaign(
-        slug="clearpath-diagnostics-lab",
+        key="clearpath-diagnostics-lab",
         org="clearpath",
         kind=K.EQUITY,
         category=C.PHARMA_BIOTECH,
@@ -436,12 +391,13 @@ Early-stage investments are illiquid and risky. You may lose the money you inves
             "security_type": SecurityType.COMMON,
             "price_per_share": "2.50",
             "pre_money_valuation": 12_000_000,
+            "min_target": 500_000,
             "max_target": 1_070_000,
             "min_investment": 250,
         },
     ),
     DemoCampaign(
-        slug="qingshan-dialysis-unit",
+        key="qingshan-dialysis-unit",
         org="qingshan",
         kind=K.DEBT,
         category=C.CLINICS_CARE,
@@ -470,10 +426,16 @@ The expanded unit will treat 30 more patients a week. Dialysis is reimbursed by 
 medical insurance; the extra income covers the monthly repayments more than twice over.
 The health centre has repaid two earlier equipment loans on time.
 """,
-        terms={"annual_rate_bp": 720, "term_months": 36, "max_amount": 1_500_000, "min_loan_share": 500},
+        terms={
+            "annual_rate": "7.2",
+            "term_months": 36,
+            "min_amount": 1_200_000,
+            "max_amount": 1_500_000,
+            "min_loan_share": 500,
+        },
     ),
     DemoCampaign(
-        slug="riverside-physio-equipment-loan",
+        key="riverside-physio-equipment-loan",
         org="riverside",
         kind=K.DEBT,
         category=C.CLINICS_CARE,
@@ -502,10 +464,16 @@ We have served the community for eleven years and have 1,400 active patients. Th
 equipment is billed under existing insurance codes; our projections show repayments at
 less than a third of the extra income it brings in.
 """,
-        terms={"annual_rate_bp": 650, "term_months": 24, "max_amount": 200_000, "min_loan_share": 100},
+        terms={
+            "annual_rate": "6.5",
+            "term_months": 24,
+            "min_amount": 150_000,
+            "max_amount": 200_000,
+            "min_loan_share": 100,
+        },
     ),
     DemoCampaign(
-        slug="help-xiaoyu-beat-leukaemia",
+        key="help-xiaoyu-beat-leukaemia",
         org="chen-family",
         kind=K.DONATION,
         category=C.PATIENT_AID,
@@ -513,7 +481,6 @@ less than a third of the extra income it brings in.
         goal=300_000,
         title="Help Xiaoyu beat leukaemia",
         summary="Seven-year-old Xiaoyu needs chemotherapy and a bone-marrow transplant. Every yuan goes straight to her hospital.",
-        featured=True,
         started_days_ago=8,
         ends_in_days=12,
         story="""\
@@ -550,7 +517,7 @@ Thank you for reading, and for sharing.
         },
     ),
     DemoCampaign(
-        slug="train-community-health-workers",
+        key="train-community-health-workers",
         org="chw",
         kind=K.DONATION,
         category=C.CLINICS_CARE,
@@ -581,7 +548,7 @@ reports and audited accounts are on our website. Every donation gets a receipt.
         terms={"beneficiary_name": "Community Health Workers Alliance", "is_patient_aid": False},
     ),
     DemoCampaign(
-        slug="breathwell-home-spirometer",
+        key="breathwell-home-spirometer",
         org="breathwell",
         kind=K.REWARD,
         category=C.MEDICAL_DEVICES,
@@ -609,7 +576,7 @@ BreathWell turns the measurement into a game on a tablet.
         ),
     ),
     DemoCampaign(
-        slug="village-telemedicine-kiosks",
+        key="village-telemedicine-kiosks",
         org="medbridge",
         kind=K.DEBT,
         category=C.DIGITAL_HEALTH,
@@ -625,10 +592,16 @@ BreathWell turns the measurement into a game on a tablet.
 
 A loan to install telemedicine kiosks in village clinics. *Story to be finished.*
 """,
-        terms={"annual_rate_bp": 800, "term_months": 24, "max_amount": 1_000_000, "min_loan_share": 500},
+        terms={
+            "annual_rate": "8",
+            "term_months": 24,
+            "min_amount": 800_000,
+            "max_amount": 1_000_000,
+            "min_loan_share": 500,
+        },
     ),
     DemoCampaign(
-        slug="sightline-retinal-screening",
+        key="sightline-retinal-screening",
         org="retina",
         kind=K.DONATION,
         category=C.RESEARCH,
@@ -658,11 +631,38 @@ Thank you to everyone who supported this project.
             "is_patient_aid": False,
         },
     ),
+    DemoCampaign(
+        key="solar-vaccine-fridges",
+        org="chw",
+        kind=K.DONATION,
+        category=C.CLINICS_CARE,
+        currency="USD",
+        goal=40_000,
+        title="Solar vaccine fridges for rural health posts",
+        summary="Keep vaccines cold where the power fails: solar refrigerators for twelve rural health posts.",
+        state=S.APPROVED,
+        starts_in_seconds=30,
+        ends_in_days=35,
+        story="""\
+# Vaccines only work if they stay cold
+
+Twelve of the rural health posts our health workers serve lose power for hours every
+week. Each outage can spoil a month of vaccines, and mothers walk for half a day to find
+the post has none left.
+
+## What your donation buys
+
+- Twelve WHO-prequalified solar direct-drive refrigerators
+- Installation and a two-day maintenance course for each post's staff
+- Temperature loggers that text an alarm when a fridge warms up
+
+## Our track record
+
+We equipped our first four posts last year: not one dose has been lost since.
+""",
+        terms={"beneficiary_name": "Community Health Workers Alliance", "is_patient_aid": False},
+    ),
 )
-
-
-#: What earlier seeds called the beneficiary (it spelled out the patient's name): renamed.
-FORMER_BENEFICIARY_NAMES = {"help-xiaoyu-beat-leukaemia": ("Jiangnan Children's Hospital (for Chen Xiaoyu)",)}
 
 
 @dataclass(frozen=True)
@@ -678,29 +678,29 @@ class DemoProfile:
 #: Investor profiles (12-month limits: Ben 7,500 USD, Zhang Wei 125,000 CNY, Liu Yang
 #: 40,000 CNY, Carlos 3,500 USD, Priya 40,000 USD; Zhao Lei and Michael are accredited).
 PROFILES = {
-    "backer@healthfund.test": DemoProfile("USD", 95_000, 150_000),
-    "backer2@healthfund.test": DemoProfile("CNY", 600_000, 2_500_000),
-    "backer4@healthfund.test": DemoProfile("CNY", 200_000, 800_000),
-    "backer5@healthfund.test": DemoProfile("CNY", 3_000_000, 20_000_000, accredited=True),
-    "backer8@healthfund.test": DemoProfile("USD", 400_000, 3_000_000, accredited=True),
-    "backer10@healthfund.test": DemoProfile("USD", 70_000, 60_000),
-    "backer11@healthfund.test": DemoProfile("USD", 180_000, 400_000),
+    "backer@healthfund.example": DemoProfile("USD", 95_000, 150_000),
+    "backer2@healthfund.example": DemoProfile("CNY", 600_000, 2_500_000),
+    "backer4@healthfund.example": DemoProfile("CNY", 200_000, 800_000),
+    "backer5@healthfund.example": DemoProfile("CNY", 3_000_000, 20_000_000, accredited=True),
+    "backer8@healthfund.example": DemoProfile("USD", 400_000, 3_000_000, accredited=True),
+    "backer10@healthfund.example": DemoProfile("USD", 70_000, 60_000),
+    "backer11@healthfund.example": DemoProfile("USD", 180_000, 400_000),
 }
 
 #: Where shipped rewards go.
 ADDRESSES = {
-    "backer@healthfund.test": "Ben Carter\n1420 Maple Avenue, Apt 3B\nPortland, OR 97205\nUnited States",
-    "backer1@healthfund.test": "Wang Fang\n18 Wenhua Road, Room 602\nHangzhou, Zhejiang 310012\nChina",
-    "backer2@healthfund.test": "Zhang Wei\n88 Nanjing West Road, Flat 12A\nShanghai 200040\nChina",
-    "backer3@healthfund.test": "Li Na\n5 Jiefang Avenue, Building 2, Room 301\nWuhan, Hubei 430010\nChina",
-    "backer5@healthfund.test": "Zhao Lei\n1 Binjiang Road, Tower B, 20th Floor\nNanjing, Jiangsu 210000\nChina",
-    "backer6@healthfund.test": "Qingxi Village Clinic (attn. Huang Min)\nQingxi Village, Anji County\n"
+    "backer@healthfund.example": "Ben Carter\n1420 Maple Avenue, Apt 3B\nPortland, OR 97205\nUnited States",
+    "backer1@healthfund.example": "Wang Fang\n18 Wenhua Road, Room 602\nHangzhou, Zhejiang 310012\nChina",
+    "backer2@healthfund.example": "Zhang Wei\n88 Nanjing West Road, Flat 12A\nShanghai 200040\nChina",
+    "backer3@healthfund.example": "Li Na\n5 Jiefang Avenue, Building 2, Room 301\nWuhan, Hubei 430010\nChina",
+    "backer5@healthfund.example": "Zhao Lei\n1 Binjiang Road, Tower B, 20th Floor\nNanjing, Jiangsu 210000\nChina",
+    "backer6@healthfund.example": "Qingxi Village Clinic (attn. Huang Min)\nQingxi Village, Anji County\n"
     "Huzhou, Zhejiang 313300\nChina",
-    "backer7@healthfund.test": "Sarah Johnson\n27 Elm Street\nDayton, OH 45402\nUnited States",
-    "backer8@healthfund.test": "Michael Lee\n940 Sutter Street\nSan Francisco, CA 94109\nUnited States",
-    "backer9@healthfund.test": "Emily Davis\n311 Lakeview Drive\nMadison, WI 53703\nUnited States",
-    "backer10@healthfund.test": "Carlos Garcia\n2205 Rio Grande Blvd NW\nAlbuquerque, NM 87104\nUnited States",
-    "backer11@healthfund.test": "Priya Patel\n66 Commonwealth Avenue\nBoston, MA 02116\nUnited States",
+    "backer7@healthfund.example": "Sarah Johnson\n27 Elm Street\nDayton, OH 45402\nUnited States",
+    "backer8@healthfund.example": "Michael Lee\n940 Sutter Street\nSan Francisco, CA 94109\nUnited States",
+    "backer9@healthfund.example": "Emily Davis\n311 Lakeview Drive\nMadison, WI 53703\nUnited States",
+    "backer10@healthfund.example": "Carlos Garcia\n2205 Rio Grande Blvd NW\nAlbuquerque, NM 87104\nUnited States",
+    "backer11@healthfund.example": "Priya Patel\n66 Commonwealth Avenue\nBoston, MA 02116\nUnited States",
 }
 
 
@@ -709,7 +709,8 @@ class DemoPledge:
     """One backer's pledge, placed through the pledge service."""
 
     email: str
-    slug: str
+    #: The campaign's `DemoCampaign.key`.
+    campaign: str
     #: Major units: a "no reward" pledge, an investment, a loan share or a gift.
     amount: int | None = None
     #: Reward: the tier's position in the campaign.
@@ -724,11 +725,11 @@ class DemoPledge:
 
     @property
     def token(self) -> str:
-        return f"demo:{self.email}:{self.slug}"
+        return f"demo:{self.email}:{self.campaign}"
 
 
 def _backer(n: int | None) -> str:
-    return "backer@healthfund.test" if n is None else f"backer{n}@healthfund.test"
+    return "backer@healthfund.example" if n is None else f"backer{n}@healthfund.example"
 
 
 def _pledges() -> tuple[DemoPledge, ...]:
@@ -809,369 +810,3 @@ def _pledges() -> tuple[DemoPledge, ...]:
 
 
 PLEDGES = _pledges()
-
-
-# ---------------------------------------------------------------------------
-# Seeding
-# ---------------------------------------------------------------------------
-
-
-@dataclass
-class SeedResult:
-    created_users: int = 0
-    created_organisations: int = 0
-    created_campaigns: int = 0
-    covers_written: int = 0
-    cards_saved: int = 0
-    investor_profiles: int = 0
-    pledges_placed: int = 0
-    #: Pledges the services refused (e.g. the campaign has closed since the first seed).
-    skipped: list[str] = field(default_factory=list)
-
-
-def _money(major: int | str, currency: str) -> int:
-    return Money.from_major(major, currency).amount
-
-
-def cover_name(slug: str) -> str:
-    """The demo cover's file name: 32 hex digits derived from the slug (stable across runs)."""
-    return hashlib.sha256(f"healthfund-demo-cover:{slug}".encode()).hexdigest()[:32] + ".jpg"
-
-
-def _write_cover(name: str, category: HealthCategory, slug: str) -> bool:
-    """Draw and store the cover unless the file exists; True when it was written."""
-    folder: Path = images.covers_dir()
-    path = folder / name
-    if path.is_file():
-        return False
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".demo-{name}.tmp"
-    tmp.write_bytes(draw_cover(category, slug))
-    tmp.replace(path)
-    return True
-
-
-def _user(spec: DemoUser, password_hash: Callable[[], str], result: SeedResult) -> User:
-    user = db.session.scalar(select(User).where(User.email == spec.email))
-    if user is None:
-        user = User(
-            email=spec.email,
-            name=spec.name,
-            password_hash=password_hash(),
-            role=spec.role,
-            session_token=secrets.token_hex(32),
-        )
-        db.session.add(user)
-        db.session.flush()
-        result.created_users += 1
-    return user
-
-
-def _organisation(spec: DemoOrg, users: dict[str, User], operator: User, now: datetime, result: SeedResult):
-    names = (spec.legal_name, *spec.former_names)
-    org = db.session.scalars(
-        select(Organisation).where(Organisation.legal_name.in_(names)).order_by(Organisation.id)
-    ).first()
-    if org is not None:
-        if org.legal_name != spec.legal_name:  # seeded under a former name: rename it
-            org.legal_name, org.description = spec.legal_name, spec.description
-        return org
-    owner = users[spec.owner]
-    org = Organisation(
-        type=spec.type,
-        legal_name=spec.legal_name,
-        registration_number=spec.registration_number,
-        country=spec.country,
-        website=spec.website,
-        description=spec.description,
-        created_by_id=owner.id,
-        created_at=now - timedelta(days=90),
-    )
-    if spec.verified:
-        org.verification_status = VerificationStatus.VERIFIED
-        org.verified_at = now - timedelta(days=60)
-        org.verified_by_id = operator.id
-    db.session.add(org)
-    db.session.flush()
-    db.session.add(Membership(user_id=owner.id, organisation_id=org.id, role="owner"))
-    for email in spec.members:
-        db.session.add(Membership(user_id=users[email].id, organisation_id=org.id, role="member"))
-    result.created_organisations += 1
-    return org
-
-
-def _terms(campaign: Campaign, spec: DemoCampaign) -> None:
-    cur, t = spec.currency, spec.terms
-    if spec.kind is K.REWARD:
-        for position, tier in enumerate(spec.tiers):
-            months = tier["months"]
-            campaign.tiers.append(
-                RewardTier(
-                    position=position,
-                    title=tier["title"],
-                    description=tier["description"],
-                    price_amount=_money(tier["price"], cur),
-                    quantity_limit=tier["quantity_limit"],
-                    claimed=0,
-                    estimated_delivery=(date.today() + timedelta(days=30 * months)).replace(day=1)
-                    if months
-                    else None,
-                    ships=bool(tier["ships_to"]),
-                    ships_to=tier["ships_to"],
-                )
-            )
-    elif spec.kind is K.EQUITY:
-        campaign.equity_terms = EquityTerms(
-            security_type=t["security_type"],
-            price_per_share_amount=_money(t["price_per_share"], cur),
-            pre_money_valuation_amount=_money(t["pre_money_valuation"], cur),
-            min_target_amount=_money(spec.goal, cur),
-            max_target_amount=_money(t["max_target"], cur),
-            min_investment_amount=_money(t["min_investment"], cur),
-        )
-    elif spec.kind is K.DEBT:
-        campaign.debt_terms = DebtTerms(
-            annual_rate_bp=t["annual_rate_bp"],
-            term_months=t["term_months"],
-            repayment_frequency="monthly",
-            min_amount=_money(spec.goal, cur),
-            max_amount=_money(t["max_amount"], cur),
-            min_loan_share_amount=_money(t["min_loan_share"], cur),
-        )
-    else:
-        campaign.donation_terms = DonationTerms(
-            beneficiary_name=t["beneficiary_name"],
-            is_patient_aid=t["is_patient_aid"],
-            patient_name=t.get("patient_name"),
-            hospital_name=t.get("hospital_name"),
-            diagnosis_summary=t.get("diagnosis_summary"),
-        )
-
-
-#: The lifecycle each demo state went through, with who moved it and why.
-_PATHS: dict[CampaignState, tuple[tuple[CampaignState, str, str], ...]] = {
-    S.DRAFT: (),
-    S.SUBMITTED: ((S.SUBMITTED, "owner", "Ready for review."),),
-    S.LIVE: (
-        (S.SUBMITTED, "owner", "Ready for review."),
-        (S.APPROVED, "operator", "Identity, registration and health credentials checked."),
-        (S.LIVE, "system", "The start date arrived."),
-    ),
-    S.SUCCEEDED: (
-        (S.SUBMITTED, "owner", "Ready for review."),
-        (S.APPROVED, "operator", "Identity, registration and health credentials checked."),
-        (S.LIVE, "system", "The start date arrived."),
-        (S.SUCCEEDED, "system", "The campaign ended."),
-    ),
-}
-
-
-def _campaign(spec: DemoCampaign, org: Organisation, owner: User, operator: User, now: datetime) -> Campaign:
-    """Create the campaign as a draft and walk it to its state (a closed one stops at live)."""
-    start = (now - timedelta(days=spec.started_days_ago)).replace(minute=0, second=0, microsecond=0)
-    end = (now + timedelta(days=spec.ends_in_days)).replace(minute=0, second=0, microsecond=0)
-    campaign = Campaign(
-        kind=spec.kind,
-        organisation_id=org.id,
-        created_by_id=owner.id,
-        title=spec.title,
-        slug=spec.slug,
-        summary=spec.summary,
-        story=spec.story,
-        story_html=render_story(spec.story),
-        category=spec.category,
-        cover_image=cover_name(spec.slug),
-        currency=spec.currency,
-        goal_amount=_money(spec.goal, spec.currency),
-        funding_model=FundingModel.KEEP_IT_ALL if spec.kind is K.DONATION else FundingModel.ALL_OR_NOTHING,
-        start_at=start,
-        end_at=end,
-        state=S.DRAFT,
-        featured=spec.featured,
-        raised_amount=0,
-        backer_count=0,
-        created_at=start - timedelta(days=10),
-    )
-    _terms(campaign, spec)
-    db.session.add(campaign)
-    db.session.flush()
-    _walk(campaign, spec, owner, operator, now, close=False)
-    return campaign
-
-
-def _walk(campaign: Campaign, spec: DemoCampaign, owner: User, operator: User, now: datetime, *, close: bool):
-    """Take the steps of the campaign's demo lifecycle it has not taken yet (closing ones only if `close`)."""
-    moments = {
-        S.SUBMITTED: campaign.start_at - timedelta(days=4),
-        S.APPROVED: campaign.start_at - timedelta(days=2),
-        S.LIVE: campaign.start_at,
-        S.SUCCEEDED: campaign.end_at,
-    }
-    actors = {"owner": owner, "operator": operator, "system": None}
-    path = _PATHS[spec.state]
-    reached = [target for target, _, _ in path]
-    begin = reached.index(campaign.state) + 1 if campaign.state in reached else 0
-    for target, who, comment in path[begin:]:
-        if target in CLOSED_STATES and not close:
-            break
-        at = min(moments[target], now)
-        transition(campaign, target, actors[who], comment, at)
-        if target is S.SUBMITTED:
-            campaign.submitted_at = at
-        elif target is S.APPROVED:
-            campaign.approved_at = at
-        elif target is S.LIVE:
-            campaign.launched_at = at
-        elif target is S.SUCCEEDED:
-            campaign.closed_at = at
-
-
-def _rename_former_beneficiary(campaign: Campaign, spec: DemoCampaign) -> None:
-    terms = campaign.donation_terms
-    if terms is not None and terms.beneficiary_name in FORMER_BENEFICIARY_NAMES.get(spec.slug, ()):
-        terms.beneficiary_name = spec.terms["beneficiary_name"]
-
-
-def _backers_money(emails: list[str], result: SeedResult) -> None:
-    """Give each demo backer a saved sandbox card and, for some, an investor profile (services commit)."""
-    for email in emails:
-        user = db.session.scalar(select(User).where(User.email == email))
-        if payments.default_payment_method(user) is None:
-            expiry = f"12/{(utcnow().year + 4) % 100:02d}"
-            payments.save_payment_method(
-                user, {"number": "4242 4242 4242 4242", "expiry": expiry, "cvc": "123", "name": user.name}
-            )
-            result.cards_saved += 1
-        profile = PROFILES.get(email)
-        if profile is not None and engine.get_investor_profile(user) is None:
-            engine.save_investor_profile(
-                user,
-                currency=profile.currency,
-                annual_income=Money.from_major(profile.income, profile.currency),
-                net_worth=Money.from_major(profile.net_worth, profile.currency),
-                accredited=profile.accredited,
-            )
-            result.investor_profiles += 1
-        db.session.rollback()  # end the read transaction before the next user's writes
-
-
-def _pledge_time(spec: DemoPledge, campaign: Campaign, now: datetime) -> datetime:
-    """When the pledge was placed: `spec.at` of the campaign's open time, off the full hour."""
-    if spec.at is None:
-        return now
-    until = min(now, campaign.end_at)
-    when = campaign.start_at + (until - campaign.start_at) * spec.at
-    minutes = int(hashlib.sha256(spec.token.encode()).hexdigest(), 16) % 57
-    return min(when + timedelta(minutes=minutes), until - timedelta(minutes=1))
-
-
-def _request(spec: DemoPledge, campaign: Campaign) -> engine.PledgeRequest:
-    cur = campaign.currency
-    req = engine.PledgeRequest(idempotency_token=spec.token)
-    if campaign.kind is K.REWARD and spec.tier is not None:
-        tier = next(t for t in campaign.tiers if t.position == spec.tier)
-        req.tier_id, req.quantity = tier.id, spec.quantity
-        req.extra = Money.from_major(spec.extra, cur) if spec.extra else None
-        req.shipping_address = ADDRESSES.get(spec.email) if tier.ships else None
-        return req
-    req.amount = Money.from_major(spec.amount, cur)
-    req.risk_acknowledged = campaign.kind in (K.EQUITY, K.DEBT)
-    req.message, req.anonymous = spec.message, spec.anonymous
-    return req
-
-
-def _place_pledges(now: datetime, result: SeedResult) -> None:
-    """Place every demo pledge that is not there yet, through the pledge service."""
-    for spec in PLEDGES:
-        user = db.session.scalar(select(User).where(User.email == spec.email))
-        exists = db.session.scalar(
-            select(Pledge.id).where(Pledge.user_id == user.id, Pledge.idempotency_token == spec.token)
-        )
-        campaign = db.session.scalar(select(Campaign).where(Campaign.slug == spec.slug))
-        if exists is not None or campaign is None:
-            db.session.rollback()
-            continue
-        req = _request(spec, campaign)
-        when = _pledge_time(spec, campaign, now)
-        campaign_id = campaign.id
-        db.session.rollback()  # the service opens its own write transaction
-        try:
-            engine.place_pledge(user, campaign_id, req, now=when)
-        except DomainError as exc:
-            db.session.rollback()
-            result.skipped.append(f"{spec.email} -> {spec.slug}: {exc.message}")
-            continue
-        result.pledges_placed += 1
-
-
-def _close_finished(operator: User, now: datetime) -> None:
-    """Move a closed demo campaign from live to its end state once its pledges are in."""
-    begin_write()
-    for spec in CAMPAIGNS:
-        if spec.state not in CLOSED_STATES:
-            continue
-        campaign = db.session.scalar(select(Campaign).where(Campaign.slug == spec.slug))
-        if campaign is not None and campaign.state is not spec.state:
-            org = next(o for o in ORGS if o.key == spec.org)
-            owner = db.session.scalar(select(User).where(User.email == org.owner))
-            _walk(campaign, spec, owner, operator, now, close=True)
-    db.session.commit()
-
-
-def seed_demo(now: datetime | None = None) -> SeedResult:
-    """Create whatever demo rows are missing and place the demo pledges; returns what was created.
-
-    Users, organisations and campaigns are written in one transaction; cards, investor
-    profiles and pledges then go through their services, which commit one use case each.
-    """
-    now = now or utcnow()
-    result = SeedResult()
-    password_hash = functools.cache(lambda: hash_password(DEMO_PASSWORD))  # scrypt once, only if needed
-    begin_write()
-    users = {spec.email: _user(spec, password_hash, result) for spec in (*USERS, *BACKERS)}
-    operator = users["operator@healthfund.test"]
-    orgs = {spec.key: _organisation(spec, users, operator, now, result) for spec in ORGS}
-    owners = {spec.key: users[spec.owner] for spec in ORGS}
-
-    for spec in CAMPAIGNS:
-        campaign = db.session.scalar(select(Campaign).where(Campaign.slug == spec.slug))
-        if campaign is None:
-            campaign = _campaign(spec, orgs[spec.org], owners[spec.org], operator, now)
-            result.created_campaigns += 1
-        _rename_former_beneficiary(campaign, spec)
-        if campaign.cover_image == cover_name(spec.slug) and _write_cover(
-            campaign.cover_image, campaign.category, spec.slug
-        ):
-            result.covers_written += 1
-    db.session.commit()
-    operator_id = operator.id
-
-    if payments.gateway_name() == "sandbox":
-        _backers_money(["backer@healthfund.test", *(b.email for b in BACKERS)], result)
-        _place_pledges(now, result)
-    else:
-        result.skipped.append("cards and pledges: the demo money needs PAYMENT_GATEWAY=sandbox")
-    _close_finished(db.session.get(User, operator_id), now)
-    return result
-
-
-@demo_cli.command("seed")
-def seed_command() -> None:
-    """Create demo users, organisations, campaigns and pledges (safe to run again)."""
-    result = seed_demo()
-    click.echo(
-        f"Demo data: {result.created_users} users, {result.created_organisations} organisations and "
-        f"{result.created_campaigns} campaigns created; {result.covers_written} cover images drawn."
-    )
-    click.echo(
-        f"Money: {result.cards_saved} sandbox cards saved, {result.investor_profiles} investor profiles, "
-        f"{result.pledges_placed} pledges placed."
-    )
-    for line in result.skipped:
-        click.echo(f"  skipped: {line}")
-    click.echo("")
-    click.echo(f"Log in with any of these e-mails and the password: {DEMO_PASSWORD}")
-    rows = [(u.email, u.what) for u in USERS] + [("backer1 … backer12@healthfund.test", "Demo backers")]
-    width = max(len(email) for email, _ in rows)
-    for email, what in rows:
-        click.echo(f"  {email:<{width}}  {what}")

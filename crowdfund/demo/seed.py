@@ -1,0 +1,291 @@
+"""`seed_demo`: create the demo data (`crowdfund.demo.data`) through the services.
+
+Everything goes through the same use cases as the pages, in the order a person would
+take them, with `now=` where a service takes it to place a step in the past: a backer
+registers, a campaigner creates an organisation and an operator verifies it; the
+campaigner writes a draft, adds reward tiers and a cover, submits it; an operator approves
+it, and `launch_due_campaigns` puts it live on its start date. Backers save the sandbox
+test card 4242 4242 4242 4242 and state investor profiles; every pledge is placed with
+`place_pledge` exactly as the pledge form places it (donations are charged through the
+sandbox gateway at once, so the ledger shows them). The closed campaign receives its
+donations while it is open and is then closed by `close_campaign_if_due` as of its end.
+The counters (`raised_amount`, `backer_count`, tiers' `claimed`) are the pledges' own.
+
+Idempotent: whatever exists is found (see `crowdfund.demo.data`) and left as it is, so a
+second run creates nothing and changes nothing. One approved campaign starts 30 seconds
+after the first run: `make run`'s jobs put it live while you watch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import select
+
+from crowdfund.accounts import service as accounts
+from crowdfund.accounts.models import Organisation, Role, User, VerificationStatus
+from crowdfund.campaigns import service as campaigns
+from crowdfund.campaigns.lifecycle import close_campaign_if_due
+from crowdfund.campaigns.models import Campaign, CampaignKind, CampaignState
+from crowdfund.demo.covers import draw_cover
+from crowdfund.demo.data import (
+    ADDRESSES,
+    BACKERS,
+    CAMPAIGNS,
+    DEMO_PASSWORD,
+    ORGS,
+    PLEDGES,
+    PROFILES,
+    USERS,
+    DemoCampaign,
+    DemoOrg,
+    DemoPledge,
+    DemoUser,
+)
+from crowdfund.engine import service as engine
+from crowdfund.engine.models import Pledge
+from crowdfund.errors import DomainError
+from crowdfund.extensions import db
+from crowdfund.models_base import utcnow
+from crowdfund.money import Money
+from crowdfund.payments import service as payments
+from crowdfund.review import service as review
+
+S = CampaignState
+#: How far the review steps lie before a campaign's start.
+SUBMITTED_BEFORE_START = timedelta(days=4)
+APPROVED_BEFORE_START = timedelta(days=2)
+APPROVAL_COMMENT = "Identity, registration and health credentials checked."
+
+
+@dataclass
+class SeedResult:
+    created_users: int = 0
+    created_organisations: int = 0
+    created_campaigns: int = 0
+    covers_written: int = 0
+    cards_saved: int = 0
+    investor_profiles: int = 0
+    pledges_placed: int = 0
+    #: Steps the services refused (e.g. a pledge to a campaign that has closed since the first seed).
+    skipped: list[str] = field(default_factory=list)
+
+
+# --- people and organisations ------------------------------------------------------------
+
+
+def _user(spec: DemoUser, result: SeedResult) -> User:
+    user = accounts.find_user_by_email(spec.email)
+    if user is not None:
+        return user
+    if spec.role is Role.BACKER:
+        user = accounts.register_user(spec.name, spec.email, DEMO_PASSWORD)
+    else:
+        user, _ = accounts.create_staff_user(spec.email, spec.name, DEMO_PASSWORD, spec.role)
+    result.created_users += 1
+    return user
+
+
+def _details(spec: DemoOrg) -> accounts.OrganisationDetails:
+    return accounts.OrganisationDetails(
+        type=spec.type,
+        legal_name=spec.legal_name,
+        registration_number=spec.registration_number,
+        country=spec.country,
+        description=spec.description,
+        website=spec.website,
+    )
+
+
+def _organisation(spec: DemoOrg, owner: User, operator: User, result: SeedResult) -> Organisation:
+    """Find the organisation (under its name or a former one) or register it; verify it if new or renamed."""
+    names = (spec.legal_name, *spec.former_names)
+    org = db.session.scalars(
+        select(Organisation).where(Organisation.legal_name.in_(names)).order_by(Organisation.id)
+    ).first()
+    if org is None:
+        org = accounts.create_organisation(owner, _details(spec))
+        result.created_organisations += 1
+    elif org.legal_name != spec.legal_name:  # seeded under a former name: the owner renames it
+        org, _ = accounts.update_organisation(owner, org.id, _details(spec))
+    else:
+        return org
+    if spec.verified and org.verification_status is not VerificationStatus.VERIFIED:
+        org = accounts.set_verification_status(operator, org.id, VerificationStatus.VERIFIED)
+    return org
+
+
+# --- campaigns -------------------------------------------------------------------------------
+
+
+def _dates(spec: DemoCampaign, now: datetime) -> tuple[datetime, datetime]:
+    if spec.starts_in_seconds is not None:
+        start = (now + timedelta(seconds=spec.starts_in_seconds)).replace(microsecond=0)
+    else:
+        start = (now - timedelta(days=spec.started_days_ago)).replace(minute=0, second=0, microsecond=0)
+    end = (now + timedelta(days=spec.ends_in_days)).replace(minute=0, second=0, microsecond=0)
+    return start, end
+
+
+def _tier_data(tier: dict, today: date) -> dict:
+    months = tier["months"]
+    delivery = (today + timedelta(days=30 * months)).replace(day=1) if months else None
+    return {
+        "title": tier["title"],
+        "description": tier["description"],
+        "price": tier["price"],
+        "quantity_limit": tier["quantity_limit"],
+        "estimated_delivery": delivery,
+        "ships": bool(tier["ships_to"]),
+        "ships_to": tier["ships_to"],
+    }
+
+
+def _find_campaign(spec: DemoCampaign, org: Organisation) -> Campaign | None:
+    return db.session.scalar(
+        select(Campaign)
+        .where(Campaign.organisation_id == org.id, Campaign.title == spec.title)
+        .order_by(Campaign.id)
+        .limit(1)
+    )
+
+
+def _create_campaign(
+    spec: DemoCampaign, org: Organisation, owner: User, operator: User, now: datetime
+) -> Campaign:
+    """Draft, tiers and cover, then submitted, approved and launched as far as the spec's state."""
+    start, end = _dates(spec, now)
+    draft = {
+        "title": spec.title,
+        "summary": spec.summary,
+        "story": spec.story,
+        "category": spec.category,
+        "currency": spec.currency,
+        "goal": spec.goal,
+        "start_at": start,
+        "end_at": end,
+        **spec.terms,
+    }
+    campaign = campaigns.create_draft(owner, org, spec.kind, draft)
+    for tier in spec.tiers:
+        campaigns.add_tier(campaign, owner, _tier_data(tier, now.date()))
+    campaign = campaigns.set_cover(campaign, owner, draw_cover(spec.category, spec.key))
+    if spec.state is S.DRAFT:
+        return campaign
+    campaign = campaigns.submit_for_review(
+        campaign, owner, "Ready for review.", now=min(start - SUBMITTED_BEFORE_START, now)
+    )
+    if spec.state is S.SUBMITTED:
+        return campaign
+    campaign = review.approve(
+        campaign, operator, APPROVAL_COMMENT, now=min(start - APPROVED_BEFORE_START, now)
+    )
+    if start <= now:
+        campaigns.launch_due_campaigns(now=start)
+    return campaign
+
+
+# --- money ---------------------------------------------------------------------------------
+
+
+def _backers_money(emails: list[str], result: SeedResult) -> None:
+    """Give each demo backer a saved sandbox card and, for some, an investor profile."""
+    for email in emails:
+        user = accounts.find_user_by_email(email)
+        if payments.default_payment_method(user) is None:
+            expiry = f"12/{(utcnow().year + 4) % 100:02d}"
+            payments.save_payment_method(
+                user, {"number": "4242 4242 4242 4242", "expiry": expiry, "cvc": "123", "name": user.name}
+            )
+            result.cards_saved += 1
+        profile = PROFILES.get(email)
+        if profile is not None and engine.get_investor_profile(user) is None:
+            engine.save_investor_profile(
+                user,
+                currency=profile.currency,
+                annual_income=Money.from_major(profile.income, profile.currency),
+                net_worth=Money.from_major(profile.net_worth, profile.currency),
+                accredited=profile.accredited,
+            )
+            result.investor_profiles += 1
+
+
+def _pledge_time(spec: DemoPledge, campaign: Campaign, now: datetime) -> datetime:
+    """When the pledge was placed: `spec.at` of the campaign's open time, off the full hour."""
+    if spec.at is None:
+        return now
+    until = min(now, campaign.end_at)
+    when = campaign.start_at + (until - campaign.start_at) * spec.at
+    minutes = int(hashlib.sha256(spec.token.encode()).hexdigest(), 16) % 57
+    return min(when + timedelta(minutes=minutes), until - timedelta(minutes=1))
+
+
+def _request(spec: DemoPledge, campaign: Campaign) -> engine.PledgeRequest:
+    cur = campaign.currency
+    req = engine.PledgeRequest(idempotency_token=spec.token)
+    if spec.tier is not None:
+        tier = next(t for t in campaign.tiers if t.position == spec.tier)
+        req.tier_id, req.quantity = tier.id, spec.quantity
+        req.extra = Money.from_major(spec.extra, cur) if spec.extra else None
+        req.shipping_address = ADDRESSES.get(spec.email) if tier.ships else None
+        return req
+    req.amount = Money.from_major(spec.amount, cur)
+    req.risk_acknowledged = campaign.kind in (CampaignKind.EQUITY, CampaignKind.DEBT)
+    req.message, req.anonymous = spec.message, spec.anonymous
+    return req
+
+
+def _place_pledges(campaign_ids: dict[str, int], now: datetime, result: SeedResult) -> None:
+    """Place every demo pledge that is not there yet, through the pledge service."""
+    for spec in PLEDGES:
+        user = accounts.find_user_by_email(spec.email)
+        campaign = db.session.get(Campaign, campaign_ids[spec.campaign])
+        placed = select(Pledge.id).where(Pledge.user_id == user.id, Pledge.idempotency_token == spec.token)
+        if db.session.scalar(placed) is not None:
+            continue
+        try:
+            engine.place_pledge(
+                user, campaign.id, _request(spec, campaign), now=_pledge_time(spec, campaign, now)
+            )
+        except DomainError as exc:
+            result.skipped.append(f"{spec.email} -> {spec.campaign}: {exc.message}")
+            continue
+        result.pledges_placed += 1
+
+
+def _close_finished(campaign_ids: dict[str, int]) -> None:
+    """Close the demo's closed campaigns as of their end, once their pledges are in."""
+    for spec in CAMPAIGNS:
+        if spec.state in (S.SUCCEEDED, S.FAILED):
+            campaign = db.session.get(Campaign, campaign_ids[spec.key])
+            if campaign.state is S.LIVE:
+                close_campaign_if_due(campaign.id, campaign.end_at)
+
+
+def seed_demo(now: datetime | None = None) -> SeedResult:
+    """Create whatever demo data is missing, through the services; returns what was created."""
+    now = now or utcnow()
+    result = SeedResult()
+    users = {spec.email: _user(spec, result) for spec in (*USERS, *BACKERS)}
+    operator = users["operator@healthfund.example"]
+    orgs = {spec.key: _organisation(spec, users[spec.owner], operator, result) for spec in ORGS}
+    campaign_ids: dict[str, int] = {}
+    for spec in CAMPAIGNS:
+        org = orgs[spec.org]
+        campaign = _find_campaign(spec, org)
+        if campaign is None:
+            owner = users[next(o.owner for o in ORGS if o.key == spec.org)]
+            campaign = _create_campaign(spec, org, owner, operator, now)
+            result.created_campaigns += 1
+            result.covers_written += 1
+        campaign_ids[spec.key] = campaign.id
+
+    if payments.gateway_name() == "sandbox":
+        _backers_money(["backer@healthfund.example", *(b.email for b in BACKERS)], result)
+        _place_pledges(campaign_ids, now, result)
+    else:
+        result.skipped.append("cards and pledges: the demo money needs PAYMENT_GATEWAY=sandbox")
+    _close_finished(campaign_ids)
+    return result
