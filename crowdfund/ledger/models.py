@@ -8,8 +8,11 @@ reversing transaction that points at the original.
 
 Hash chain: transactions are numbered by `sequence`; each stores the hash of the one
 before it (`prev_hash`, 64 zeros for the first) and a SHA-256 over its own canonical
-content (`canonical_content`). Changing any past amount, account, key or time changes
-that hash and breaks every link after it, which `flask ledger verify` reports.
+content (`canonical_content`), which names each account by its code (purpose, owner,
+currency). Changing any past amount, account, key or time changes that hash and breaks
+every link after it, which `flask ledger verify` reports. Someone able to rewrite the
+whole chain from some point on is caught only by a head recorded elsewhere: the head is
+published at /ledger/head.json and `flask ledger verify --expect-head SEQ:HASH` checks one.
 """
 
 from __future__ import annotations

@@ -4,19 +4,15 @@ Each function picks the accounts, builds the balanced legs, names the `Transacti
 and the idempotency key, and posts them with `post_transaction` — exactly once per key.
 Money moves from the account debited to the account credited:
 
-=================  ===============================================  ==============================
-function           legs (debit -> credit)                           key
-=================  ===============================================  ==============================
-charge_into_escrow clearing -> campaign escrow                      payment:{payment_id}:charge
-refund_from_escrow campaign escrow -> clearing                      payment:{payment_id}:refund
-release_to_        campaign escrow -> organisation payable          chosen by settlement
-organisation       (amount - fee) + platform fee revenue (fee)
-payout             organisation (or provider) payable -> clearing   payment:{payment_id}:payout
-processing_fee     processing fee expense -> clearing               payment:{payment_id}:processing_fee
-repayment          clearing -> each lender's wallet                 payment:{payment_id}:repayment
-transfer           any account -> any other (not escrow -> escrow)  chosen by the operator
-reverse_transaction the mirror image of an earlier transaction      chosen by the caller
-=================  ===============================================  ==============================
+- charge_into_escrow: clearing -> campaign escrow; key payment:{payment_id}:charge
+- refund_from_escrow: campaign escrow -> clearing; key payment:{payment_id}:refund
+- release_to_organisation: campaign escrow -> organisation payable (amount - fee) and
+  platform fee revenue (fee); key chosen by settlement
+- payout: organisation (or provider) payable -> clearing; key payment:{payment_id}:payout
+- processing_fee: processing fee expense -> clearing; key payment:{payment_id}:processing_fee
+- repayment: clearing -> each lender's wallet; key payment:{payment_id}:repayment
+- transfer: one account -> another (never escrow -> escrow); key chosen by the operator
+- reverse_transaction: the mirror image of an earlier transaction; key chosen by the caller
 
 The release posts the platform fee inside the same RELEASE transaction (one leg on the
 fee revenue account), so escrow, payable and fee move together or not at all.
@@ -32,13 +28,21 @@ from collections.abc import Mapping
 
 from crowdfund.database import unit_of_work
 from crowdfund.errors import ErrorCode
-from crowdfund.ledger.models import AccountPurpose, LedgerError, LedgerTransaction, Side, TransactionKind
+from crowdfund.ledger.models import (
+    AccountPurpose,
+    LedgerAccount,
+    LedgerError,
+    LedgerTransaction,
+    Side,
+    TransactionKind,
+)
 from crowdfund.ledger.service import Leg, get_account, post_transaction
 from crowdfund.money import Money
 
 __all__ = [
     "TransactionKind",
     "charge_into_escrow",
+    "payment_key",
     "payout",
     "processing_fee",
     "refund_from_escrow",
@@ -54,11 +58,11 @@ def payment_key(payment_id: int, kind: TransactionKind) -> str:
     return f"payment:{payment_id}:{kind.value}"
 
 
-def _escrow(campaign_id: int, currency: str):
+def _escrow(campaign_id: int, currency: str) -> LedgerAccount:
     return get_account(AccountPurpose.CAMPAIGN_ESCROW, currency, "campaign", campaign_id)
 
 
-def _clearing(currency: str):
+def _clearing(currency: str) -> LedgerAccount:
     return get_account(AccountPurpose.GATEWAY_CLEARING, currency)
 
 
@@ -188,8 +192,8 @@ def repayment(*, payment_id: int, campaign_id: int, shares: Mapping[int, Money])
 def transfer(
     *,
     key: str,
-    debit,
-    credit,
+    debit: LedgerAccount,
+    credit: LedgerAccount,
     amount: Money,
     campaign_id: int | None = None,
     description: str = "",

@@ -1,10 +1,12 @@
-"""Ledger use cases: find accounts, post and reverse transactions, read balances, verify.
+"""Ledger use cases: find accounts, post transactions, read balances, verify, the money trail.
 
-`post_transaction` is the only way money moves. It is exactly-once by idempotency key,
-refuses an unbalanced transaction or one that would overdraw a non-negative account
-(writing nothing), updates the stored balances under row locks and appends the
-transaction to the hash chain under the chain-head lock. It flushes and never commits:
-the calling service commits its whole use case once.
+`post_transaction` is the only way money moves, and only the movements in
+`crowdfund.ledger.postings` call it. It is exactly-once by idempotency key, refuses an
+unbalanced transaction, one that would overdraw a non-negative account and one between
+two campaigns' escrows (writing nothing), updates the stored balances under row locks
+and appends the transaction to the hash chain. It joins the caller's unit of work
+(flushes, never commits) and takes the ledger's locks last: the accounts in id order,
+then the chain head.
 """
 
 from __future__ import annotations
@@ -773,15 +775,15 @@ def campaign_money_trail(campaign, page: int = 1, per_page: int = 50) -> MoneyTr
     for kind, purpose, account_id, side, total in rows:
         total = int(total or 0)
         on_escrow = escrow is not None and account_id == escrow.id
-        if on_escrow and kind == "charge" and side is Side.CREDIT:
+        if on_escrow and kind == TransactionKind.CHARGE and side is Side.CREDIT:
             money_in += total
-        elif on_escrow and kind == "refund" and side is Side.DEBIT:
+        elif on_escrow and kind == TransactionKind.REFUND and side is Side.DEBIT:
             refunded += total
         elif purpose is AccountPurpose.PLATFORM_FEE_REVENUE:
             fees += total if side is Side.CREDIT else -total
         elif purpose in _PAYABLE_PURPOSES and side is Side.CREDIT:
             paid_out += total
-        elif purpose in _PAYABLE_PURPOSES and kind == "reversal":
+        elif purpose in _PAYABLE_PURPOSES and kind == TransactionKind.REVERSAL:
             paid_out -= total
     held = escrow.balance_amount if escrow is not None else 0
     corrections = held - (money_in - refunded - fees - paid_out)
