@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from crowdfund.accounts import service
 from crowdfund.accounts.models import Role, User
 from crowdfund.accounts.permissions import admin_required, operator_required
-from crowdfund.accounts.views import LOGIN_FAILED, safe_next_url
+from crowdfund.accounts.views import LOGIN_FAILED, REGISTERED, safe_next_url
 from crowdfund.errors import Conflict, ValidationError
 from tests.factories import PASSWORD, login, make_user
 
@@ -49,19 +49,37 @@ def logged_in_user_id(client) -> str | None:
 # --- register -------------------------------------------------------------
 
 
-def test_register_creates_a_backer_and_logs_in(client, db):
+def test_register_creates_a_backer_who_then_logs_in(client, db):
     response = register(client)
     assert response.status_code == 302
-    assert response.headers["Location"].endswith("/account")
+    assert response.headers["Location"].endswith("/login")
     user = db.session.execute(select(User)).scalar_one()
     assert user.email == "ada@example.org"  # stripped and lower-cased
     assert user.name == "Ada Lovelace"
     assert user.role is Role.BACKER
     assert not user.is_campaigner
+    # Registering does not log in (a taken address could not be), it sends you to log in,
+    # with the address filled in.
+    assert logged_in_user_id(client) is None
+    page = client.get("/login")
+    assert REGISTERED.encode() in page.data
+    assert b'value="Ada@Example.org"' in page.data
+    assert do_login(client, "ada@example.org", "long enough password").status_code == 302
     assert logged_in_user_id(client) == user.get_id()
     page = client.get("/account")
     assert page.status_code == 200
     assert b"ada@example.org" in page.data
+
+
+def test_register_keeps_a_safe_next_for_the_login(client, db):
+    response = register(client, next="/organisations")
+    assert response.status_code == 302
+    assert response.headers["Location"].endswith("/login?next=/organisations")
+    assert (
+        register(client, email="b@example.org", next="https://evil.example/")
+        .headers["Location"]
+        .endswith("/login")
+    )
 
 
 def test_register_strips_spaces_around_email(client, db):
@@ -77,14 +95,35 @@ def test_password_is_stored_hashed(client, db):
     assert len(user.session_token) == 64
 
 
+def _answer(client, response) -> tuple:
+    """What a visitor can observe of a registration: status, target, the page it leads to."""
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    flashed = page.count(REGISTERED)
+    return response.status_code, response.headers["Location"], flashed, logged_in_user_id(client)
+
+
 @pytest.mark.parametrize("email", ["ada@example.org", "ADA@EXAMPLE.ORG", " Ada@example.org "])
-def test_duplicate_email_is_refused_whatever_the_case(client, db, email):
-    make_user(email="ada@example.org")
-    response = register(client, email=email)
-    assert response.status_code == 200
-    assert b"already exists" in response.data
-    assert user_count(db) == 1
-    assert logged_in_user_id(client) is None
+def test_a_taken_email_gets_the_same_answer_as_a_new_one(app, db, email):
+    """Registration does not reveal who has an account (issue 9, item 12).
+
+    Before, a taken address was refused with "already exists"; now both answers are the
+    same, the existing account is untouched, and nobody is logged in.
+    """
+    owner = make_user(email="ada@example.org")
+    password_hash, token = owner.password_hash, owner.session_token
+    taken = app.test_client()
+    fresh = app.test_client()
+    taken_answer = _answer(taken, register(taken, email=email, password="attacker password"))
+    fresh_answer = _answer(
+        fresh, register(fresh, email="nobody.yet@example.org", password="attacker password")
+    )
+    assert taken_answer == (302, "/login", 1, None)
+    assert fresh_answer == taken_answer
+    assert user_count(db) == 2  # the owner and the new address; no twin of the owner
+    db.session.refresh(owner)
+    assert (owner.password_hash, owner.session_token) == (password_hash, token)
+    assert LOGIN_FAILED.encode() in do_login(taken, "ada@example.org", "attacker password").data
+    assert do_login(taken, "ada@example.org").status_code == 302
 
 
 @pytest.mark.parametrize(

@@ -9,11 +9,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
+from crowdfund.accounts.models import ApiToken
 from crowdfund.api import service
-from crowdfund.api.models import ApiToken
 from crowdfund.errors import NotFound, ValidationError
 from crowdfund.models_base import utcnow
-from tests.factories import login, make_user
+from tests.factories import PASSWORD, login, make_user
 from tests.factories.api import bearer, make_token
 
 
@@ -153,3 +153,47 @@ def test_revoke_someone_elses_token_on_the_page_changes_nothing(db, client):
 def test_account_page_links_to_tokens(db, client):
     login(client, make_user())
     assert b"/account/tokens" in client.get("/account").data
+
+
+# --- a new password revokes every token (issue 9, item 11) ------------------------------
+
+
+def test_changing_the_password_revokes_every_token_of_that_user(db, client):
+    user, other = make_user(), make_user()
+    mine = [make_token(user, "laptop"), make_token(user, "server")]
+    revoked_earlier = service.create_token(user, "old")
+    earlier = utcnow() - timedelta(days=3)
+    service.revoke_token(user, revoked_earlier.token.id, now=earlier)
+    theirs = make_token(other)
+    for secret in (*mine, theirs):
+        assert client.get("/api/v1/pledges", headers=bearer(secret)).status_code == 200
+
+    login(client, user)
+    new = "a brand new passphrase"
+    response = client.post(
+        "/account/password", data={"current_password": PASSWORD, "new_password": new, "confirm": new}
+    )
+    assert response.status_code == 302
+    assert "API tokens are revoked" in client.get(response.headers["Location"]).get_data(as_text=True)
+
+    for secret in mine:
+        assert client.get("/api/v1/pledges", headers=bearer(secret)).status_code == 401
+    assert client.get("/api/v1/pledges", headers=bearer(theirs)).status_code == 200
+    db.session.expire_all()
+    rows = {t.name: t for t in service.list_tokens(user)}
+    assert all(not t.is_active for t in rows.values())
+    assert rows["old"].revoked_at == earlier  # an earlier revocation keeps its date
+
+
+def test_a_refused_password_change_keeps_the_tokens(db, client):
+    user = make_user()
+    secret = make_token(user)
+    login(client, user)
+    data = {"current_password": "not my password", "new_password": "x" * 12, "confirm": "x" * 12}
+    assert client.post("/account/password", data=data).status_code == 200
+    assert client.get("/api/v1/pledges", headers=bearer(secret)).status_code == 200
+
+
+def test_the_tokens_page_says_a_new_password_revokes_them(db, client):
+    login(client, make_user())
+    assert b"Changing your password revokes every token" in client.get("/account/tokens").data

@@ -1,4 +1,9 @@
-"""Users, roles and organisations."""
+"""Users, roles, organisations and the credentials that act for a user.
+
+A browser session carries the user's id and `session_token`; changing the token (on
+logout or a new password) ends every session that carried the old one. A personal API
+token's secret is shown to its owner once; only its SHA-256 hash is kept.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import enum
 from datetime import datetime
 
 from flask_login import UserMixin
-from sqlalchemy import Boolean, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, String, Text, UniqueConstraint, update
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from crowdfund.extensions import db
@@ -28,7 +33,8 @@ class User(UserMixin, db.Model):
     name: Mapped[str] = mapped_column(String(120))
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[Role] = mapped_column(enum_column(Role, "user_role"), default=Role.BACKER)
-    #: Changes whenever the password changes, so old sessions stop working.
+    #: Part of every session cookie; replaced on logout and on a new password, which ends
+    #: every session (on every device) that carried the old value.
     session_token: Mapped[str] = mapped_column(String(64))
     is_active_account: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -36,7 +42,7 @@ class User(UserMixin, db.Model):
     memberships: Mapped[list[Membership]] = relationship(back_populates="user")
 
     def get_id(self) -> str:
-        # The session stores id + token: changing the password logs other sessions out.
+        # The session stores id + token: a new token ends the sessions holding the old one.
         return f"{self.id}:{self.session_token}"
 
     @property
@@ -128,3 +134,58 @@ class Membership(db.Model):
 
     user: Mapped[User] = relationship(back_populates="memberships")
     organisation: Mapped[Organisation] = relationship(back_populates="memberships")
+
+
+class ApiToken(db.Model):
+    """A personal API token, presented as `Authorization: Bearer hf_…`.
+
+    The server hashes the presented secret and looks the hash up, which compares in
+    constant time with respect to the secret; a leaked database leaks no usable token.
+    """
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    #: What the owner called it ("laptop script"), to tell tokens apart.
+    name: Mapped[str] = mapped_column(String(80))
+    #: Hex SHA-256 of the secret; the secret itself is never stored.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    #: The first characters of the secret ("hf_AbCd"), shown in the token list.
+    prefix: Mapped[str] = mapped_column(String(12))
+    #: The last four characters of the secret, shown in the token list.
+    last4: Mapped[str] = mapped_column(String(4))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: Updated at most once a minute, so that busy clients do not write on every request.
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    user: Mapped[User] = relationship()
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+    @property
+    def display(self) -> str:
+        """'hf_AbCd…wxyz': enough to recognise a token, useless to an attacker."""
+        return f"{self.prefix}…{self.last4}"
+
+    def revoke(self, now: datetime) -> None:
+        """Stop the token working from `now` (a token revoked earlier keeps its date)."""
+        if self.revoked_at is None:
+            self.revoked_at = now
+
+    @classmethod
+    def revoke_all_of(cls, user_id: int, now: datetime) -> int:
+        """Revoke every active token of a user; returns how many were active."""
+        result = db.session.execute(
+            update(cls)
+            .where(cls.user_id == user_id, cls.revoked_at.is_(None))
+            .values(revoked_at=now)
+            .execution_options(synchronize_session="fetch")
+        )
+        return result.rowcount
+
+    def __repr__(self) -> str:
+        return f"<ApiToken {self.id} user={self.user_id} {self.display}>"

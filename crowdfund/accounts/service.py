@@ -1,8 +1,9 @@
-"""Account and organisation use cases: register, authenticate, change password, staff
-accounts, and create / edit / verify organisations.
+"""Account and organisation use cases: register, authenticate, change password, log out
+everywhere, staff accounts, and create / edit / verify organisations.
 
-Every function that writes commits exactly once; errors a user can cause are raised as
-`crowdfund.errors` domain errors carrying the form field they belong to.
+Every use case that writes is one `unit_of_work()`: it commits once, or rolls back
+whatever it did when it raises. Errors a user can cause are `crowdfund.errors` domain
+errors naming an `ErrorCode` and the form field they belong to.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from crowdfund.accounts.countries import COUNTRIES
 from crowdfund.accounts.models import (
+    ApiToken,
     Membership,
     Organisation,
     OrganisationType,
@@ -27,8 +29,8 @@ from crowdfund.accounts.models import (
     VerificationStatus,
 )
 from crowdfund.accounts.passwords import MIN_PASSWORD_LENGTH, hash_password, verify_password
-from crowdfund.database import begin_write, lock
-from crowdfund.errors import Conflict, Forbidden, NotFound, ValidationError
+from crowdfund.database import lock, retry_on_lock, unit_of_work, valid_id
+from crowdfund.errors import Conflict, ErrorCode, Forbidden, NotFound, ValidationError
 from crowdfund.extensions import db
 from crowdfund.models_base import utcnow
 
@@ -37,10 +39,6 @@ MAX_PASSWORD_LENGTH = 256
 MAX_NAME_LENGTH = 120
 MAX_EMAIL_LENGTH = 254
 MAX_DESCRIPTION_LENGTH = 5000
-
-
-#: Largest id a database row can have (BIGINT); bigger numbers in a URL simply do not exist.
-MAX_ROW_ID = 2**63 - 1
 
 #: Organisation fields whose change sends a verified organisation back to review.
 IDENTITY_FIELDS = ("type", "legal_name", "registration_number", "country")
@@ -62,14 +60,14 @@ def normalise_email(raw: str | None) -> str:
     """Strip, validate (syntax only, no DNS) and lower-case an e-mail address."""
     value = (raw or "").strip()
     if not value:
-        raise ValidationError("Enter your e-mail address.", code="email_required", field="email")
+        raise ValidationError("Enter your e-mail address.", code=ErrorCode.EMAIL_REQUIRED, field="email")
     if len(value) > MAX_EMAIL_LENGTH:
-        raise ValidationError("That e-mail address is too long.", code="email_invalid", field="email")
+        raise ValidationError("That e-mail address is too long.", code=ErrorCode.EMAIL_INVALID, field="email")
     try:
         result = validate_email(value, check_deliverability=False)
     except EmailNotValidError as exc:
         raise ValidationError(
-            f"Enter a valid e-mail address: {exc}", code="email_invalid", field="email"
+            f"Enter a valid e-mail address: {exc}", code=ErrorCode.EMAIL_INVALID, field="email"
         ) from exc
     return result.normalized.lower()
 
@@ -85,13 +83,13 @@ def check_new_password(password: str | None, field: str = "password") -> str:
     if len(password) < MIN_PASSWORD_LENGTH:
         raise ValidationError(
             f"Choose a password of at least {MIN_PASSWORD_LENGTH} characters.",
-            code="password_too_short",
+            code=ErrorCode.PASSWORD_TOO_SHORT,
             field=field,
         )
     if len(password) > MAX_PASSWORD_LENGTH:
         raise ValidationError(
             f"Passwords can be at most {MAX_PASSWORD_LENGTH} characters.",
-            code="password_too_long",
+            code=ErrorCode.PASSWORD_TOO_LONG,
             field=field,
         )
     return password
@@ -102,7 +100,7 @@ def _check_printable(value: str, field: str, label: str, allow_newlines: bool = 
     allowed = "\n\r\t" if allow_newlines else ""
     if any((ord(ch) < 32 or 0x7F <= ord(ch) < 0xA0) and ch not in allowed for ch in value):
         raise ValidationError(
-            f"The {label} contains characters we cannot accept.", code="text_invalid", field=field
+            f"The {label} contains characters we cannot accept.", code=ErrorCode.TEXT_INVALID, field=field
         )
     return value
 
@@ -110,11 +108,11 @@ def _check_printable(value: str, field: str, label: str, allow_newlines: bool = 
 def _clean_name(name: str | None) -> str:
     value = " ".join((name or "").split())
     if not value:
-        raise ValidationError("Enter your name.", code="name_required", field="name")
+        raise ValidationError("Enter your name.", code=ErrorCode.NAME_REQUIRED, field="name")
     _check_printable(value, "name", "name")
     if len(value) > MAX_NAME_LENGTH:
         raise ValidationError(
-            f"Names can be at most {MAX_NAME_LENGTH} characters.", code="name_too_long", field="name"
+            f"Names can be at most {MAX_NAME_LENGTH} characters.", code=ErrorCode.NAME_TOO_LONG, field="name"
         )
     return value
 
@@ -130,43 +128,41 @@ def find_user_by_email(email: str) -> User | None:
 def _email_taken() -> Conflict:
     return Conflict(
         "An account with that e-mail address already exists. Log in, or use another address.",
-        code="email_taken",
+        code=ErrorCode.EMAIL_TAKEN,
         field="email",
     )
 
 
-def _add_user(name: str, email: str, password: str, role: Role) -> User:
+def _add_user(name: str, email: str, password_hash: str, role: Role) -> User:
+    """Add a user inside the current unit of work; a concurrent twin e-mail is a Conflict."""
     user = User(
         name=name,
         email=email,
-        password_hash=hash_password(password),
+        password_hash=password_hash,
         role=role,
         session_token=new_session_token(),
     )
     db.session.add(user)
-    return user
-
-
-def _commit_new_user() -> None:
     try:
-        db.session.commit()
+        db.session.flush()
     except IntegrityError as exc:  # another request registered the same e-mail just now
-        db.session.rollback()
         raise _email_taken() from exc
+    return user
 
 
 def register_user(name: str, email: str, password: str) -> User:
-    """Create a backer account. Raises ValidationError or Conflict (e-mail taken)."""
+    """Create a backer account. Raises ValidationError, or Conflict when the e-mail is taken.
+
+    The password is hashed before the address is looked up, so a taken address takes
+    as long to refuse as a new one takes to register.
+    """
     name = _clean_name(name)
     email = normalise_email(email)
-    password = check_new_password(password)
-    begin_write()
-    if find_user_by_email(email) is not None:
-        db.session.rollback()
-        raise _email_taken()
-    user = _add_user(name, email, password, Role.BACKER)
-    _commit_new_user()
-    return user
+    password_hash = hash_password(check_new_password(password))
+    with unit_of_work():
+        if find_user_by_email(email) is not None:
+            raise _email_taken()
+        return _add_user(name, email, password_hash, Role.BACKER)
 
 
 def authenticate(email: str, password: str) -> User | None:
@@ -174,8 +170,7 @@ def authenticate(email: str, password: str) -> User | None:
     password = password or ""
     if len(password) > MAX_PASSWORD_LENGTH:
         return None
-    # Only a lookup: no syntax rules here, so any address that has an account can log in.
-    email = unicodedata.normalize("NFC", (email or "").strip()).lower()
+    email = lookup_key(email)
     usable = 0 < len(email) <= MAX_EMAIL_LENGTH and not any(ord(ch) < 32 for ch in email)
     user = find_user_by_email(email) if usable else None
     if user is None:
@@ -186,64 +181,87 @@ def authenticate(email: str, password: str) -> User | None:
     return user
 
 
-def change_password(user_id: int, current_password: str, new_password: str) -> User:
-    """Set a new password after checking the current one; other sessions are logged out.
+def lookup_key(email: str | None) -> str:
+    """The form of a typed e-mail address used to find its account (and to count attempts).
 
-    Rotates `session_token`, so every session that stored the old token stops working;
-    the caller logs the current session in again with the returned user.
+    Only a lookup: no syntax rules here, so any address that has an account can log in.
+    """
+    return unicodedata.normalize("NFC", (email or "").strip()).lower()
+
+
+@retry_on_lock
+def change_password(user: User, current_password: str, new_password: str) -> User:
+    """Set a new password after checking the current one.
+
+    Every session of the account ends (`session_token` is replaced; the caller logs the
+    current session in again with the returned user) and every API token is revoked:
+    whoever held the old password may have made one.
     """
     new_password = check_new_password(new_password, field="new_password")
-    begin_write()
-    user = lock(User, user_id)
-    if user is None:
-        raise NotFound("That account no longer exists.")
-    if not verify_password(user.password_hash, current_password or ""):
-        db.session.rollback()
-        raise ValidationError(
-            "Your current password is not correct.", code="wrong_password", field="current_password"
-        )
-    if verify_password(user.password_hash, new_password):
-        db.session.rollback()
-        raise ValidationError(
-            "The new password must be different from the current one.",
-            code="password_unchanged",
-            field="new_password",
-        )
-    user.password_hash = hash_password(new_password)
-    user.session_token = new_session_token()
-    db.session.commit()
-    return user
+    with unit_of_work():
+        account = lock(User, user.id)
+        if account is None:
+            raise NotFound("That account no longer exists.", code=ErrorCode.NOT_FOUND)
+        if not verify_password(account.password_hash, current_password or ""):
+            raise ValidationError(
+                "Your current password is not correct.",
+                code=ErrorCode.WRONG_PASSWORD,
+                field="current_password",
+            )
+        if verify_password(account.password_hash, new_password):
+            raise ValidationError(
+                "The new password must be different from the current one.",
+                code=ErrorCode.PASSWORD_UNCHANGED,
+                field="new_password",
+            )
+        account.password_hash = hash_password(new_password)
+        account.session_token = new_session_token()
+        ApiToken.revoke_all_of(account.id, utcnow())
+    return account
+
+
+@retry_on_lock
+def end_all_sessions(user: User) -> User:
+    """Log the account out everywhere: every session cookie issued so far stops working.
+
+    The user loader accepts a session only while it carries the current `session_token`,
+    so replacing the token ends this session and every copy of any other one.
+    """
+    with unit_of_work():
+        account = lock(User, user.id)
+        if account is None:
+            raise NotFound("That account no longer exists.", code=ErrorCode.NOT_FOUND)
+        account.session_token = new_session_token()
+    return account
 
 
 def create_staff_user(
-    email: str, name: str, password: str | None, role: Role, promote: bool = False
+    email: str, name: str | None, password: str | None, role: Role, promote: bool = False
 ) -> tuple[User, bool]:
     """Create an operator or admin account, or with `promote` give an existing account `role`.
 
     Returns (user, created). An existing e-mail without `promote` raises Conflict.
     """
     if role not in (Role.OPERATOR, Role.ADMIN):
-        raise ValidationError("Staff accounts are operators or admins.", code="bad_role", field="role")
+        raise ValidationError(
+            "Staff accounts are operators or admins.", code=ErrorCode.BAD_ROLE, field="role"
+        )
     email = normalise_email(email)
-    begin_write()
-    existing = find_user_by_email(email)
-    if existing is not None:
-        if not promote:
-            db.session.rollback()
-            raise Conflict(
-                f"An account with the e-mail {email} already exists. "
-                f"Pass --promote to make it an {role.value}.",
-                code="email_taken",
-                field="email",
-            )
-        existing.role = role
-        db.session.commit()
-        return existing, False
-    name = _clean_name(name)
-    password = check_new_password(password)
-    user = _add_user(name, email, password, role)
-    _commit_new_user()
-    return user, True
+    with unit_of_work():
+        existing = find_user_by_email(email)
+        if existing is not None:
+            if not promote:
+                raise Conflict(
+                    f"An account with the e-mail {email} already exists. "
+                    f"Pass --promote to make it an {role.value}.",
+                    code=ErrorCode.EMAIL_TAKEN,
+                    field="email",
+                )
+            existing.role = role
+            return existing, False
+        name = _clean_name(name)
+        password_hash = hash_password(check_new_password(password))
+        return _add_user(name, email, password_hash, role), True
 
 
 def list_users(role: Role | None = None) -> list[User]:
@@ -274,11 +292,11 @@ class OrganisationDetails:
 def _required_text(value: str | None, field: str, label: str, max_length: int) -> str:
     text = " ".join((value or "").split())
     if not text:
-        raise ValidationError(f"Enter the {label}.", code="required", field=field)
+        raise ValidationError(f"Enter the {label}.", code=ErrorCode.REQUIRED, field=field)
     _check_printable(text, field, label)
     if len(text) > max_length:
         raise ValidationError(
-            f"The {label} can be at most {max_length} characters.", code="too_long", field=field
+            f"The {label} can be at most {max_length} characters.", code=ErrorCode.TOO_LONG, field=field
         )
     return text
 
@@ -291,7 +309,9 @@ def clean_website(value: str | None) -> str | None:
     _check_printable(url, "website", "website address")
     if len(url) > 300:
         raise ValidationError(
-            "The website address can be at most 300 characters.", code="website_invalid", field="website"
+            "The website address can be at most 300 characters.",
+            code=ErrorCode.WEBSITE_INVALID,
+            field="website",
         )
     try:
         parts = urlsplit(url)
@@ -305,7 +325,7 @@ def clean_website(value: str | None) -> str | None:
     ):
         raise ValidationError(
             "Enter the website as a full address, such as https://example.org.",
-            code="website_invalid",
+            code=ErrorCode.WEBSITE_INVALID,
             field="website",
         )
     return url
@@ -318,19 +338,23 @@ def _clean_details(details: OrganisationDetails) -> dict:
         )
     except ValueError:
         raise ValidationError(
-            "Choose the kind of organisation from the list.", code="type_invalid", field="type"
+            "Choose the kind of organisation from the list.", code=ErrorCode.TYPE_INVALID, field="type"
         ) from None
     country = (details.country or "").strip().upper()
     if country not in COUNTRIES:
-        raise ValidationError("Choose the country from the list.", code="country_invalid", field="country")
+        raise ValidationError(
+            "Choose the country from the list.", code=ErrorCode.COUNTRY_INVALID, field="country"
+        )
     description = (details.description or "").strip()
     if not description:
-        raise ValidationError("Describe the organisation.", code="description_required", field="description")
+        raise ValidationError(
+            "Describe the organisation.", code=ErrorCode.DESCRIPTION_REQUIRED, field="description"
+        )
     _check_printable(description, "description", "description", allow_newlines=True)
     if len(description) > MAX_DESCRIPTION_LENGTH:
         raise ValidationError(
             f"The description can be at most {MAX_DESCRIPTION_LENGTH} characters.",
-            code="description_too_long",
+            code=ErrorCode.DESCRIPTION_TOO_LONG,
             field="description",
         )
     return {
@@ -357,30 +381,34 @@ def organisations_of(user: User) -> list[Organisation]:
     )
 
 
+def _not_found() -> NotFound:
+    return NotFound("We could not find that organisation.", code=ErrorCode.NOT_FOUND)
+
+
 def get_organisation_for(user: User | None, organisation_id: int) -> Organisation:
     """The organisation if `user` is a member or an operator; NotFound otherwise.
 
     Non-members are told "not found" rather than "forbidden" so that the existence of
     an organisation's private page leaks nothing.
     """
-    org = db.session.get(Organisation, organisation_id) if 0 < organisation_id <= MAX_ROW_ID else None
+    org = db.session.get(Organisation, organisation_id) if valid_id(organisation_id) else None
     if org is None or user is None or not (org.has_member(user) or user.is_operator):
-        raise NotFound("We could not find that organisation.")
+        raise _not_found()
     return org
 
 
 def create_organisation(user: User, details: OrganisationDetails) -> Organisation:
     """Register an organisation; its creator becomes its owner (and thus a campaigner)."""
     values = _clean_details(details)
-    begin_write()
-    org = Organisation(**values, created_by_id=user.id, verification_status=VerificationStatus.UNVERIFIED)
-    db.session.add(org)
-    db.session.flush()
-    db.session.add(Membership(user_id=user.id, organisation_id=org.id, role="owner"))
-    db.session.commit()
+    with unit_of_work():
+        org = Organisation(**values, created_by_id=user.id, verification_status=VerificationStatus.UNVERIFIED)
+        db.session.add(org)
+        db.session.flush()
+        db.session.add(Membership(user_id=user.id, organisation_id=org.id, role="owner"))
     return org
 
 
+@retry_on_lock
 def update_organisation(
     user: User, organisation_id: int, details: OrganisationDetails
 ) -> tuple[Organisation, bool]:
@@ -390,28 +418,24 @@ def update_organisation(
     rejected organisation returns it to "unverified": an operator must look again.
     """
     values = _clean_details(details)
-    if not 0 < organisation_id <= MAX_ROW_ID:
-        raise NotFound("We could not find that organisation.")
-    begin_write()
-    org = lock(Organisation, organisation_id)
-    if org is None or not (org.has_member(user) or user.is_operator):
-        db.session.rollback()
-        raise NotFound("We could not find that organisation.")
-    if not org.has_member(user):
-        db.session.rollback()
-        raise Forbidden("Only the organisation's members can edit it.")
-    identity_changed = any(getattr(org, name) != values[name] for name in IDENTITY_FIELDS)
-    for name, value in values.items():
-        setattr(org, name, value)
-    reset = identity_changed and org.verification_status is not VerificationStatus.UNVERIFIED
-    if reset:
-        org.verification_status = VerificationStatus.UNVERIFIED
-        org.verified_at = None
-        org.verified_by_id = None
-    db.session.commit()
+    with unit_of_work():
+        org = lock(Organisation, organisation_id)
+        if org is None or not (org.has_member(user) or user.is_operator):
+            raise _not_found()
+        if not org.has_member(user):
+            raise Forbidden("Only the organisation's members can edit it.", code=ErrorCode.FORBIDDEN)
+        identity_changed = any(getattr(org, name) != values[name] for name in IDENTITY_FIELDS)
+        for name, value in values.items():
+            setattr(org, name, value)
+        reset = identity_changed and org.verification_status is not VerificationStatus.UNVERIFIED
+        if reset:
+            org.verification_status = VerificationStatus.UNVERIFIED
+            org.verified_at = None
+            org.verified_by_id = None
     return org, reset
 
 
+@retry_on_lock
 def set_verification_status(
     operator: User, organisation_id: int, status: VerificationStatus | str
 ) -> Organisation:
@@ -421,29 +445,26 @@ def set_verification_status(
     operator never decides about an organisation they belong to.
     """
     if operator is None or not operator.is_operator:
-        raise Forbidden("Only operators can verify organisations.")
+        raise Forbidden("Only operators can verify organisations.", code=ErrorCode.FORBIDDEN)
     try:
         status = status if isinstance(status, VerificationStatus) else VerificationStatus(status)
     except ValueError:
         raise ValidationError(
-            "Choose verified, rejected or unverified.", code="status_invalid", field="status"
+            "Choose verified, rejected or unverified.", code=ErrorCode.STATUS_INVALID, field="status"
         ) from None
-    if not 0 < organisation_id <= MAX_ROW_ID:
-        raise NotFound("We could not find that organisation.")
-    begin_write()
-    org = lock(Organisation, organisation_id)
-    if org is None:
-        db.session.rollback()
-        raise NotFound("We could not find that organisation.")
-    if org.has_member(operator):
-        db.session.rollback()
-        raise Forbidden("You belong to this organisation; another operator must verify it.")
-    org.verification_status = status
-    if status is VerificationStatus.UNVERIFIED:
-        org.verified_at = None
-        org.verified_by_id = None
-    else:
-        org.verified_at = utcnow()
-        org.verified_by_id = operator.id
-    db.session.commit()
+    with unit_of_work():
+        org = lock(Organisation, organisation_id)
+        if org is None:
+            raise _not_found()
+        if org.has_member(operator):
+            raise Forbidden(
+                "You belong to this organisation; another operator must verify it.", code=ErrorCode.FORBIDDEN
+            )
+        org.verification_status = status
+        if status is VerificationStatus.UNVERIFIED:
+            org.verified_at = None
+            org.verified_by_id = None
+        else:
+            org.verified_at = utcnow()
+            org.verified_by_id = operator.id
     return org

@@ -21,7 +21,7 @@ from flask_login import current_user, login_required, login_user, logout_user
 
 bp = Blueprint("accounts", __name__)
 
-from crowdfund.accounts import service  # noqa: E402
+from crowdfund.accounts import service, throttling  # noqa: E402
 from crowdfund.accounts.countries import country_name  # noqa: E402
 from crowdfund.accounts.forms import (  # noqa: E402
     ChangePasswordForm,
@@ -33,7 +33,7 @@ from crowdfund.accounts.forms import (  # noqa: E402
 )
 from crowdfund.accounts.models import User  # noqa: E402
 from crowdfund.accounts.permissions import operator_required  # noqa: E402
-from crowdfund.errors import DomainError, NotFound  # noqa: E402
+from crowdfund.errors import DomainError, ErrorCode, NotFound  # noqa: E402
 from crowdfund.extensions import db, limiter, login_manager  # noqa: E402
 
 login_manager.login_view = "accounts.login"
@@ -41,6 +41,12 @@ login_manager.login_message = "Please log in to continue."
 login_manager.login_message_category = "info"
 
 LOGIN_FAILED = "That e-mail and password do not match an account. Check them and try again."
+#: What registering answers, whether or not the address already had an account, so the
+#: form cannot be used to find out who has one.
+REGISTERED = (
+    "Thank you for registering. Log in with your e-mail address and the password you chose. "
+    "If this address already had an account, that account and its password are unchanged."
+)
 
 
 @login_manager.user_loader
@@ -71,6 +77,11 @@ def safe_next_url(target: str | None) -> str | None:
     if parts.scheme or parts.netloc:
         return None
     return target
+
+
+def _posted_next() -> str | None:
+    """The form's `next`, judged as it was sent (before any text cleaning could change it)."""
+    return safe_next_url(request.form.get("next"))
 
 
 def _field_error(form, exc: DomainError) -> None:
@@ -105,7 +116,9 @@ ACCOUNT_LINKS: list[AccountLink] = [
         "My organisations", "accounts.organisations", "Register the organisations you raise money for."
     ),
     AccountLink(
-        "Change password", "accounts.password", "Choose a new password; other devices are logged out."
+        "Change password",
+        "accounts.password",
+        "Choose a new password; other devices are logged out and API tokens revoked.",
     ),
 ]
 
@@ -132,7 +145,9 @@ def _account_links(user: User) -> list[AccountLink]:
 
 
 @bp.route("/register", methods=["GET", "POST"])
+@limiter.limit(lambda: current_app.config["REGISTER_RATE_LIMIT"], methods=["POST"])
 def register():
+    """Create an account. A new address and a taken one get the same answer: go and log in."""
     if current_user.is_authenticated:
         return redirect(url_for("accounts.account"))
     form = RegisterForm()
@@ -140,36 +155,42 @@ def register():
         form.next.data = safe_next_url(request.args.get("next")) or ""
     if form.validate_on_submit():
         try:
-            user = service.register_user(form.name.data, form.email.data, form.password.data)
+            service.register_user(form.name.data, form.email.data, form.password.data)
         except DomainError as exc:
-            _field_error(form, exc)
-        else:
-            target = safe_next_url(form.next.data)
-            _start_session(user)
-            flash(
-                f"Welcome to {current_app.config['SITE_NAME']}, {user.name}. Your account is ready.",
-                "success",
-            )
-            return redirect(target or url_for("accounts.account"))
+            if exc.code is not ErrorCode.EMAIL_TAKEN:
+                _field_error(form, exc)
+                return render_template("accounts/register.html", form=form)
+        session["registered_email"] = form.email.data.strip()
+        flash(REGISTERED, "success")
+        return redirect(url_for("accounts.login", next=_posted_next()))
     return render_template("accounts/register.html", form=form)
 
 
 @bp.route("/login", methods=["GET", "POST"])
 @limiter.limit(lambda: current_app.config["LOGIN_RATE_LIMIT"], methods=["POST"])
+@limiter.limit(
+    lambda: current_app.config["LOGIN_ACCOUNT_RATE_LIMIT"],
+    key_func=throttling.submitted_account,
+    methods=["POST"],
+    deduct_when=throttling.password_check_failed,
+)
 def login():
+    """Log in. Throttled per client address (every attempt) and per account (failures)."""
     if current_user.is_authenticated:
         return redirect(safe_next_url(request.args.get("next")) or url_for("accounts.account"))
     form = LoginForm()
     if request.method == "GET":
         form.next.data = safe_next_url(request.args.get("next")) or ""
+        form.email.data = session.pop("registered_email", None)
     error = None
     if form.validate_on_submit():
         user = service.authenticate(form.email.data, form.password.data)
         if user is None:
+            throttling.note_failed_password_check()
             error = LOGIN_FAILED
             form.password.data = ""
         else:
-            target = safe_next_url(form.next.data)
+            target = _posted_next()
             _start_session(user)
             flash(f"Welcome back, {user.name}.", "success")
             return redirect(target or url_for("accounts.account"))
@@ -178,7 +199,11 @@ def login():
 
 @bp.route("/logout", methods=["GET", "POST"])
 def logout():
-    """GET shows a confirmation button; only a POST (with CSRF token) logs out."""
+    """GET shows a confirmation button; a POST (with CSRF token) ends every session.
+
+    The account's session token is replaced, so this cookie and every copy of it, and
+    the sessions on the account's other devices, are refused from now on.
+    """
     form = LogoutForm()
     if request.method == "GET":
         if not current_user.is_authenticated:
@@ -186,9 +211,11 @@ def logout():
         return render_template("accounts/logout.html", form=form)
     if not form.validate_on_submit():
         abort(400)
+    if current_user.is_authenticated:
+        service.end_all_sessions(current_user)
     logout_user()
     session.clear()
-    flash("You are logged out.", "info")
+    flash("You are logged out, here and on every other device.", "info")
     return redirect(url_for("public.home"))
 
 
@@ -201,20 +228,28 @@ def account():
 
 
 @bp.route("/account/password", methods=["GET", "POST"])
+@limiter.limit(
+    lambda: current_app.config["PASSWORD_CHECK_RATE_LIMIT"],
+    key_func=throttling.current_account,
+    methods=["POST"],
+    deduct_when=throttling.password_check_failed,
+)
 @login_required
 def password():
+    """Change the password; wrong current passwords are throttled per account."""
     form = ChangePasswordForm()
     if form.validate_on_submit():
         try:
-            user = service.change_password(
-                current_user.id, form.current_password.data, form.new_password.data
-            )
+            user = service.change_password(current_user, form.current_password.data, form.new_password.data)
         except DomainError as exc:
+            if exc.code is ErrorCode.WRONG_PASSWORD:
+                throttling.note_failed_password_check()
             _field_error(form, exc)
         else:
             _start_session(user)
             flash(
-                "Your password is changed. Any other device that was logged in has been logged out.",
+                "Your password is changed. Every other device that was logged in has been logged out, "
+                "and your API tokens are revoked: create new ones for your scripts.",
                 "success",
             )
             return redirect(url_for("accounts.account"))

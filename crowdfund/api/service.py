@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 
-from crowdfund.accounts.models import User
-from crowdfund.api.models import ApiToken
-from crowdfund.database import begin_write, is_postgres
-from crowdfund.errors import NotFound, ValidationError
+from crowdfund.accounts.models import ApiToken, User
+from crowdfund.database import is_postgres, lock, retry_on_lock, unit_of_work
+from crowdfund.errors import ErrorCode, NotFound, ValidationError
 from crowdfund.extensions import db
 from crowdfund.models_base import utcnow
 
@@ -45,22 +43,31 @@ def create_token(user: User, name: str | None) -> CreatedToken:
     """Create a personal API token for `user`; the returned secret is shown once."""
     clean = (name or "").strip()
     if not clean:
-        raise ValidationError("Give the token a name, such as the script that will use it.", field="name")
+        raise ValidationError(
+            "Give the token a name, such as the script that will use it.",
+            code=ErrorCode.REQUIRED,
+            field="name",
+        )
     if len(clean) > MAX_TOKEN_NAME_LENGTH:
-        raise ValidationError(f"Token names are at most {MAX_TOKEN_NAME_LENGTH} characters.", field="name")
+        raise ValidationError(
+            f"Token names are at most {MAX_TOKEN_NAME_LENGTH} characters.",
+            code=ErrorCode.TOO_LONG,
+            field="name",
+        )
     if not clean.isprintable():
-        raise ValidationError("Token names cannot contain control characters.", field="name")
+        raise ValidationError(
+            "Token names cannot contain control characters.", code=ErrorCode.TEXT_INVALID, field="name"
+        )
     secret = TOKEN_PREFIX + secrets.token_urlsafe(TOKEN_BYTES)
-    begin_write()
-    token = ApiToken(
-        user_id=user.id,
-        name=clean,
-        token_hash=hash_secret(secret),
-        prefix=secret[: len(TOKEN_PREFIX) + 4],
-        last4=secret[-4:],
-    )
-    db.session.add(token)
-    db.session.commit()
+    with unit_of_work():
+        token = ApiToken(
+            user_id=user.id,
+            name=clean,
+            token_hash=hash_secret(secret),
+            prefix=secret[: len(TOKEN_PREFIX) + 4],
+            last4=secret[-4:],
+        )
+        db.session.add(token)
     return CreatedToken(token=token, secret=secret)
 
 
@@ -72,24 +79,22 @@ def list_tokens(user: User) -> list[ApiToken]:
     return sorted(tokens, key=lambda t: not t.is_active)
 
 
+@retry_on_lock
 def revoke_token(user: User, token_id: int, *, now: datetime | None = None) -> ApiToken:
     """Revoke one of the user's tokens; it stops working at once. Revoking twice is harmless."""
-    begin_write()
-    token = db.session.get(ApiToken, token_id)
-    if token is None or token.user_id != user.id:
-        db.session.rollback()
-        raise NotFound("That token does not exist.")
-    if token.revoked_at is None:
-        token.revoked_at = now or utcnow()
-    db.session.commit()
+    with unit_of_work():
+        token = lock(ApiToken, token_id)
+        if token is None or token.user_id != user.id:
+            raise NotFound("That token does not exist.", code=ErrorCode.NOT_FOUND)
+        token.revoke(now or utcnow())
     return token
 
 
 def authenticate(authorization: str | None, *, now: datetime | None = None) -> User | None:
     """The active user whose active token is in an `Authorization: Bearer …` value, or None.
 
-    The secret is hashed and the hash looked up, so no comparison ever runs over the
-    secret itself. `last_used_at` is refreshed at most once a minute.
+    The secret is hashed and the hash looked up (an index lookup on the hash, so no
+    comparison ever runs over the secret itself). `last_used_at` is refreshed at most once a minute.
     """
     secret = _bearer_secret(authorization)
     if secret is None:
@@ -101,11 +106,7 @@ def authenticate(authorization: str | None, *, now: datetime | None = None) -> U
     if row is None:
         return None
     token, user = row
-    if (
-        not hmac.compare_digest(token.token_hash, digest)
-        or token.revoked_at is not None
-        or not user.is_active
-    ):
+    if not token.is_active or not user.is_active:
         return None
     now = now or utcnow()
     if token.last_used_at is None or now - token.last_used_at >= LAST_USED_RESOLUTION:
@@ -120,16 +121,16 @@ def _touch(token_id: int, now: datetime) -> None:
     losing a last-use time in a crash is harmless, and a crowd of first requests should
     not queue behind each other's WAL flushes.
     """
-    begin_write()
-    if is_postgres():
-        db.session.execute(text("SET LOCAL synchronous_commit TO OFF"))
-    db.session.execute(
-        ApiToken.__table__.update()
-        .where(ApiToken.id == token_id)
-        .where((ApiToken.last_used_at.is_(None)) | (ApiToken.last_used_at < now - LAST_USED_RESOLUTION))
-        .values(last_used_at=now)
-    )
-    db.session.commit()
+    with unit_of_work():
+        if is_postgres():
+            db.session.execute(text("SET LOCAL synchronous_commit TO OFF"))
+        db.session.execute(
+            update(ApiToken)
+            .where(ApiToken.id == token_id)
+            .where((ApiToken.last_used_at.is_(None)) | (ApiToken.last_used_at < now - LAST_USED_RESOLUTION))
+            .values(last_used_at=now)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def _bearer_secret(authorization: str | None) -> str | None:
