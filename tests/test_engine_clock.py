@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
+from crowdfund.campaigns.lifecycle import close_due_campaigns
 from crowdfund.campaigns.models import CampaignEvent, CampaignKind, CampaignState, FundingModel
-from crowdfund.engine.clock import close_due_campaigns
 from crowdfund.engine.service import PledgeRequest, place_pledge
 from crowdfund.errors import Conflict
 from crowdfund.extensions import db

@@ -14,6 +14,7 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from crowdfund.accounts.models import User
 from crowdfund.campaigns.models import Campaign, CampaignKind, CampaignState, HealthCategory
@@ -35,13 +36,24 @@ from crowdfund.ledger.service import account_balance, escrow_account
 from crowdfund.models_base import utcnow
 from crowdfund.money import Money
 from crowdfund.payments import service as payments
-from crowdfund.payments.models import OperationState, PaymentOperation
+from crowdfund.payments.models import OperationKind, OperationState, PaymentOperation
 from tests.factories import make_campaign, make_user, operator
 from tests.factories.engine import cny, make_backer, make_investor
-from tests.factories.gateway import ProcessDied
+from tests.factories.gateway import EXTENSION as GATEWAY_EXTENSION
+from tests.factories.gateway import FailingGateway, ProcessDied
 from tests.factories.payments import add_card
 
 API = "/api/v1"
+
+
+@pytest.fixture
+def app_config(app_config):
+    class Config(app_config):
+        # Enough connections for the threads of the PostgreSQL tests (each thread, and the
+        # sandbox gateway's own session, hold one).
+        SQLALCHEMY_ENGINE_OPTIONS = {"pool_size": 40, "max_overflow": 40, "pool_timeout": 60}
+
+    return Config
 
 
 def fresh(obj):
@@ -413,7 +425,7 @@ def test_a_declined_donation_keeps_a_code_and_shows_its_sentence(app, client):
 
 
 def test_outcome_step_leaves_a_pledge_pending_while_its_charge_is(app, failing_gateway):
-    from crowdfund.payments.models import ChargeOutcome, OperationKind
+    from crowdfund.payments.models import ChargeOutcome
 
     campaign = make_campaign(CampaignKind.DONATION)
     donor = make_backer()
@@ -437,3 +449,67 @@ def test_preview_ends_its_transaction_whether_it_passes_or_refuses(app):
     with pytest.raises(Conflict):
         preview_pledge(backer, campaign.id, PledgeRequest(tier_id=campaign.tiers[0].id, quantity=2))
     assert not db.session().in_transaction()
+
+
+class DatabaseFailsAfterCharge(FailingGateway):
+    """The card is charged, then the database connection drops before anything is recorded."""
+
+    def charge(self, **kwargs):
+        self.calls.append((OperationKind.CHARGE, kwargs["idempotency_key"]))
+        self.inner.charge(**kwargs)
+        raise OperationalError("UPDATE payment_operations", {}, Exception("server closed the connection"))
+
+
+def test_a_donor_is_not_told_error_when_the_database_fails_after_the_charge(app):
+    campaign = make_campaign(CampaignKind.DONATION)
+    donor = make_backer()
+    real = payments.get_gateway()
+    app.extensions[GATEWAY_EXTENSION] = DatabaseFailsAfterCharge(real)
+    try:
+        pledge = place_pledge(donor, campaign.id, PledgeRequest(amount=cny(60)))
+    finally:
+        app.extensions.pop(GATEWAY_EXTENSION)
+    assert pledge.state is PledgeState.PENDING  # "we are confirming your donation", not 500
+    assert finish_pending_donations(now=utcnow() + timedelta(minutes=10)) == 1
+    assert fresh(pledge).state is PledgeState.CHARGED and raised_equals_escrow(campaign)
+    assert fresh(campaign).raised_amount == 6_000
+
+
+@pytest.mark.postgres
+def test_donations_and_refunds_at_once_all_answer_and_the_totals_match(app):
+    """Issue 9 item 1: no deadlock between donation outcomes and refunds; nobody charged is told "error"."""
+    campaign = make_campaign(CampaignKind.DONATION)
+    earlier = [place_pledge(make_backer(), campaign.id, PledgeRequest(amount=cny(50))).id for _ in range(6)]
+    donors = [make_backer().id for _ in range(24)]
+    staff_id = operator().id
+    start = threading.Event()
+
+    def run(job) -> str:
+        start.wait()
+        with app.app_context():
+            try:
+                job()
+                return "ok"
+            except DomainError as exc:
+                return exc.code
+            finally:
+                db.session.remove()
+
+    def donate(user_id: int):
+        return lambda: place_pledge(db.session.get(User, user_id), campaign.id, PledgeRequest(amount=cny(20)))
+
+    def refund(pledge_id: int):
+        staff = db.session.get(User, staff_id)
+        return lambda: refund_pledge(staff, pledge_id, None, "Asked", f"refund-{pledge_id}")
+
+    jobs = [donate(u) for u in donors] + [refund(p) for p in earlier]
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        futures = [pool.submit(run, job) for job in jobs]
+        start.set()
+        outcomes = [f.result(timeout=120) for f in futures]
+    assert outcomes == ["ok"] * len(jobs)
+    states = Counter(p.state for p in db.session.scalars(select(Pledge)))
+    assert states == {PledgeState.CHARGED: 24, PledgeState.REFUNDED: 6}
+    assert fresh(campaign).raised_amount == 24 * 2_000 and fresh(campaign).backer_count == 24
+    assert raised_equals_escrow(campaign)
+    assert pledge_disagreements() == []

@@ -78,20 +78,8 @@ def charge_key(pledge_id: int) -> str:
 
 def _failure_code(operation: PaymentOperation | None, refusal: ErrorCode | None) -> ErrorCode:
     """The code a failed donation keeps: the card's reason when it is one the donor can act on."""
-    if operation is None:
-        code = refusal
-    elif operation.state is OperationState.REQUIRES_ACTION:
-        code = ErrorCode.REQUIRES_ACTION
-    else:
-        code = _registered(operation.failure_code)
+    code = operation.error_code if operation is not None else refusal
     return code if code in CARD_FAILURES else ErrorCode.PAYMENT_DECLINED
-
-
-def _registered(value: str | None) -> ErrorCode | None:
-    try:
-        return ErrorCode(value) if value else None
-    except ValueError:
-        return None
 
 
 # --- the donation steps ----------------------------------------------------------------

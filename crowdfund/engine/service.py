@@ -28,7 +28,7 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from crowdfund.accounts.models import User
 from crowdfund.campaigns.kinds import KindRules, PledgeTerms, kind_rules, patient_aid_cap
@@ -386,10 +386,23 @@ def place_pledge(user: User, campaign_id: int, req: PledgeRequest, *, now: datet
     _refuse_if_sold_out(user, campaign_id, req, token, now)
     pledge = record_pledge(user, campaign_id, req, token, digest, now)
     if pledge.state is PledgeState.PENDING:
-        pledge = donations.complete_donation(pledge.id)
+        pledge = _complete_or_leave_pending(pledge)
     if pledge.state is PledgeState.FAILED and not kind_rules(pledge.kind).charge_at_close:
         raise PaymentDeclined.for_pledge(pledge)
     return pledge
+
+
+def _complete_or_leave_pending(pledge: Pledge) -> Pledge:
+    """Charge a pending donation now; if the database keeps refusing, leave it pending.
+
+    The card may already be charged: the donor is told the donation is being confirmed,
+    never "error", and a replay or the engine's job finishes it.
+    """
+    try:
+        return donations.complete_donation(pledge.id)
+    except OperationalError:
+        current_app.logger.warning("donation %s left pending: the database refused its outcome", pledge.id)
+        return db.session.get(Pledge, pledge.id)  # retry_on_lock has ended the failed transaction
 
 
 def _clean_token(token: str | None) -> str | None:
