@@ -60,14 +60,14 @@ def campaign_pledges(campaign: Campaign) -> list[Pledge]:
 
 
 def pledges_per_day(pledges: list[Pledge], currency: str) -> list[DayTotal]:
-    """Counted pledges (active or charged) by the day they were made."""
+    """Counted pledges (active or charged, less refunds) by the day they were made."""
     days: dict[date, tuple[int, int]] = {}
     for pledge in pledges:
         if pledge.state not in COUNTED_STATES:
             continue
         day = pledge.created_at.date()
         count, amount = days.get(day, (0, 0))
-        days[day] = (count + 1, amount + pledge.amount_amount)
+        days[day] = (count + 1, amount + pledge.counted_amount)
     top = max((amount for _, amount in days.values()), default=0)
     return [
         DayTotal(day, count, Money(amount, currency), (amount * 100 // top) if top else 0)
