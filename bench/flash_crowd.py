@@ -104,8 +104,8 @@ def seed(database_url: str, clients: int, units: int) -> Seed:
         HealthCategory,
         RewardTier,
     )
-    from crowdfund.database import create_schema
     from crowdfund.extensions import db
+    from crowdfund.models import create_schema
     from crowdfund.models_base import utcnow
     from crowdfund.payments.service import save_payment_method
 

@@ -65,8 +65,10 @@ def register_cli(app: Flask) -> None:
     from crowdfund import jobs
     from crowdfund.accounts.cli import users_cli
     from crowdfund.demo.cli import demo_cli
+    from crowdfund.engine.cli import reconcile_command
     from crowdfund.ledger.cli import ledger_cli
     from crowdfund.payments.cli import payments_cli
 
+    payments_cli.add_command(reconcile_command)
     for group in (users_cli, demo_cli, ledger_cli, payments_cli, *jobs.cli_groups()):
         app.cli.add_command(group)

@@ -165,12 +165,17 @@ def lock(model: type[F], ident: Any) -> F | None:
     """Load one row as it is now and lock it until the transaction ends; None if absent.
 
     The row is re-read under the lock (`populate_existing`), so a copy loaded earlier in
-    the session is refreshed rather than trusted.
+    the session is refreshed rather than trusted. On PostgreSQL the lock is FOR NO KEY
+    UPDATE: it excludes every other writer of the row, but lets inserts that merely
+    reference it (a ledger transaction's campaign_id) go on without waiting.
     """
     if not valid_id(ident):
         return None
     return db.session.execute(
-        select(model).where(model.id == ident).with_for_update().execution_options(populate_existing=True)
+        select(model)
+        .where(model.id == ident)
+        .with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
     ).scalar_one_or_none()
 
 
@@ -205,21 +210,3 @@ def retry_on_lock(fn: F) -> F:
         raise AssertionError("unreachable")  # pragma: no cover
 
     return wrapped  # type: ignore[return-value]
-
-
-def create_schema() -> None:
-    """Create every table from the models (tests); production uses the migrations."""
-    db.create_all()
-    if is_postgres():
-        install_postgres_guards()
-
-
-def install_postgres_guards() -> None:
-    """Database-level rules that code alone cannot guarantee (PostgreSQL only).
-
-    The migrations install the same SQL; see `crowdfund.ledger.guards`.
-    """
-    from crowdfund.ledger.guards import POSTGRES_GUARDS_SQL
-
-    with db.engine.begin() as conn:
-        conn.exec_driver_sql(POSTGRES_GUARDS_SQL)

@@ -18,8 +18,8 @@ from sqlalchemy.engine import make_url
 
 from crowdfund import create_app
 from crowdfund.config import TestConfig, normalise_database_url
-from crowdfund.database import create_schema
 from crowdfund.extensions import db as _db
+from crowdfund.models import create_schema
 from tests.factories.gateway import EXTENSION as GATEWAY_EXTENSION
 from tests.factories.gateway import FailingGateway
 

@@ -143,6 +143,7 @@ def test_one_investor_racing_on_several_campaigns_stays_within_the_limit(app):
 def test_two_ticks_at_once_close_each_campaign_once(app):
     past = utcnow().replace(microsecond=0)
     ids = [make_campaign(tiers=[], start_at=past.replace(year=past.year - 1), days=30).id for _ in range(15)]
+
     def tick():
         errors = [outcome.error for outcome in run_jobs() if outcome.error]
         assert not errors, errors

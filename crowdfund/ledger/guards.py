@@ -1,6 +1,6 @@
 """PostgreSQL rules for the ledger that no code path can get around.
 
-`POSTGRES_GUARDS_SQL` is run by `crowdfund.database.create_schema()` (tests) and by the
+`POSTGRES_GUARDS_SQL` is run by `crowdfund.models.create_schema()` (tests) and by the
 migration that creates the ledger tables. It is idempotent, and contains no '%' (it is
 sent through the driver, where '%' would start a placeholder).
 

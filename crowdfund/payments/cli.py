@@ -1,55 +1,11 @@
-"""`flask payments …`: reconcile our records and the ledger with the gateway."""
+"""`flask payments …`: the command group; `reconcile` is wired in by `create_app`.
+
+`flask payments reconcile` brings pledges in line too, so it lives with the engine (which
+knows both pledges and payments): `crowdfund.engine.cli.reconcile_command`.
+"""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-import click
 from flask.cli import AppGroup
 
 payments_cli = AppGroup("payments", help="Payments: reconciliation with the gateway.")
-
-
-@payments_cli.command("reconcile")
-@click.option(
-    "--stale-after",
-    default=300,
-    show_default=True,
-    type=click.IntRange(min=0),
-    help="Settle operations pending for more than this many seconds.",
-)
-@click.option(
-    "--days",
-    default=30,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Ask the gateway about this many days.",
-)
-@click.option(
-    "--no-retry", is_flag=True, help="Only look at the gateway; never call it again for a lost operation."
-)
-def reconcile_command(stale_after: int, days: int, no_retry: bool) -> None:
-    """Compare our payment records and the ledger with the gateway's view and print the differences."""
-    from crowdfund.payments.reconcile import reconcile
-    from crowdfund.payments.service import gateway_name
-
-    report = reconcile(
-        stale_after=timedelta(seconds=stale_after), since=timedelta(days=days), retry=not no_retry
-    )
-    from crowdfund.engine import donations  # pledges follow their payments (the engine imports payments)
-
-    pledges = donations.finish_pending_donations(grace=timedelta(seconds=stale_after), retry=not no_retry)
-    pledges += donations.record_missing_refunds()
-    if pledges:
-        report.resolved.append(f"{pledges} pledge(s) brought in line with their payments")
-    report.differences.extend(str(found) for found in donations.pledge_disagreements())
-    click.echo(f"Gateway: {gateway_name()}. {report.checked} payment operation(s) checked.")
-    for line in report.resolved:
-        click.echo(f"resolved: {line}")
-    for line in report.differences:
-        click.echo(f"DIFFERENCE: {line}")
-    if report.ok:
-        click.echo("Everything matches.")
-    else:
-        click.echo(f"{len(report.differences)} difference(s).")
-        raise SystemExit(1)
