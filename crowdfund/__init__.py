@@ -68,7 +68,8 @@ def register_cli(app: Flask) -> None:
     from crowdfund.engine.cli import reconcile_command
     from crowdfund.ledger.cli import ledger_cli
     from crowdfund.payments.cli import payments_cli
+    from crowdfund.settlement.cli import settlement_cli
 
     payments_cli.add_command(reconcile_command)
-    for group in (users_cli, demo_cli, ledger_cli, payments_cli, *jobs.cli_groups()):
+    for group in (users_cli, demo_cli, ledger_cli, payments_cli, settlement_cli, *jobs.cli_groups()):
         app.cli.add_command(group)

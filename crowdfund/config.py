@@ -79,6 +79,16 @@ class Config:
     PAYMENT_CALL_LEASE_SECONDS = int(os.environ.get("PAYMENT_CALL_LEASE_SECONDS", 120))
     #: Platform fee in basis points of what a campaign collects.
     PLATFORM_FEE_BP = int(os.environ.get("PLATFORM_FEE_BP", 500))
+    #: Settlement: days after close on which a failed charge is tried again (the last is the last try).
+    SETTLEMENT_RETRY_DAYS = os.environ.get("SETTLEMENT_RETRY_DAYS", "2,4,6,7")
+    #: Settlement: days after close until an unpaid pledge is dropped.
+    SETTLEMENT_GRACE_DAYS = int(os.environ.get("SETTLEMENT_GRACE_DAYS", 7))
+    #: Settlement: days after close before the organisation is paid out (refunds, disputes).
+    PAYOUT_DELAY_DAYS = int(os.environ.get("PAYOUT_DELAY_DAYS", 14))
+    #: What the payment processor keeps per successful charge: basis points of it plus a fixed
+    #: amount in minor units (the sandbox keeps nothing by default; Stripe: 290 and 30).
+    PROCESSING_FEE_BP = int(os.environ.get("PROCESSING_FEE_BP", 0))
+    PROCESSING_FEE_FIXED = int(os.environ.get("PROCESSING_FEE_FIXED", 0))
     CAMPAIGNS_PER_PAGE = 12
     #: Pledging (engine): smallest donation and "no reward" pledge, in major units of the campaign's currency.
     DONATION_MINIMUM = int(os.environ.get("DONATION_MINIMUM", 1))

@@ -154,6 +154,35 @@ class ErrorCode(enum.StrEnum):
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused", 409, "That idempotency key was used already."
     AMOUNT = "amount", 422, "Enter an amount."
     CAMPAIGN = "campaign", 422, "Choose a campaign."
+    # settlement
+    SETTLEMENT_STARTED = (
+        "settlement_started",
+        409,
+        "The campaign has closed and its pledges are being settled: this pledge can no longer be "
+        "changed or cancelled.",
+    )
+    HARD_DECLINED = (
+        "hard_declined",
+        402,
+        "Your bank refused this card for good (lost, stolen or not to be tried again); change your "
+        "card and retry.",
+    )
+    NOT_FUNDED = "not_funded", 409, "Not funded — you were not charged."
+    PLEDGE_DROPPED = (
+        "pledge_dropped",
+        409,
+        "The payment could not be collected within the grace period: the pledge was dropped and "
+        "nothing was charged.",
+    )
+    ROUND_BELOW_MINIMUM = (
+        "round_below_minimum",
+        409,
+        "The round fell below its minimum once unpaid commitments were dropped: every payment is "
+        "refunded.",
+    )
+    CAMPAIGN_CANCELLED = "campaign_cancelled", 409, "The campaign was cancelled: every payment is refunded."
+    NOTHING_TO_PAY = "nothing_to_pay", 409, "This pledge has nothing to pay now."
+    NOT_CANCELLABLE = "not_cancellable", 409, "This campaign can no longer be cancelled."
 
 
 def _cell(text: str) -> str:

@@ -62,10 +62,11 @@ def registry() -> tuple[Job, ...]:
     from crowdfund.campaigns import jobs as campaigns
     from crowdfund.engine import jobs as engine
     from crowdfund.payments import jobs as payments
+    from crowdfund.settlement import jobs as settlement
 
     return tuple(
         Job(name, did, run, timedelta(seconds=every))
-        for name, did, run, every in (*campaigns.JOBS, *engine.JOBS, *payments.JOBS)
+        for name, did, run, every in (*campaigns.JOBS, *engine.JOBS, *payments.JOBS, *settlement.JOBS)
     )
 
 

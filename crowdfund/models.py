@@ -8,6 +8,7 @@ from crowdfund.ledger import models as ledger_models  # noqa: F401
 from crowdfund.ledger.guards import POSTGRES_GUARDS_SQL
 from crowdfund.payments import models as payments_models  # noqa: F401
 from crowdfund.payments import sandbox as payments_sandbox_models  # noqa: F401
+from crowdfund.settlement import models as settlement_models  # noqa: F401
 
 
 def create_schema() -> None:

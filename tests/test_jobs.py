@@ -25,6 +25,9 @@ def test_the_registry_lists_every_package_job_once_in_order():
         "campaigns.close",
         "engine.finish-donations",
         "payments.settle-stale",
+        "settlement.open",
+        "settlement.charge",
+        "settlement.finalise",
     ]
     assert all(isinstance(job.every, timedelta) for job in jobs.registry())
 
