@@ -77,6 +77,21 @@ class Config:
     STRIPE_JS_URL = os.environ.get("STRIPE_JS_URL", "https://js.stripe.com/v3/")
     #: Seconds one process may spend on a gateway call before another may retry the operation.
     PAYMENT_CALL_LEASE_SECONDS = int(os.environ.get("PAYMENT_CALL_LEASE_SECONDS", 120))
+    #: Most requests a second to the payment gateway, from all processes together (Stripe
+    #: allows 25 per endpoint); shared in Redis when RATELIMIT_STORAGE_URI (else
+    #: CELERY_BROKER_URL) is a redis:// URL. 0: no limit. See crowdfund/payments/ratelimit.py.
+    GATEWAY_RATE_LIMIT = float(os.environ.get("GATEWAY_RATE_LIMIT", 20))
+    #: The same for the built-in sandbox, which lives in our database: no limit by default.
+    SANDBOX_RATE_LIMIT = float(os.environ.get("SANDBOX_RATE_LIMIT", 0))
+    #: On a "rate limited" answer: pause about BACKOFF s, doubling up to BACKOFF_MAX s, at most RETRIES times.
+    GATEWAY_RATE_LIMIT_RETRIES = int(os.environ.get("GATEWAY_RATE_LIMIT_RETRIES", 5))
+    GATEWAY_BACKOFF_SECONDS = float(os.environ.get("GATEWAY_BACKOFF_SECONDS", 0.5))
+    GATEWAY_BACKOFF_MAX_SECONDS = float(os.environ.get("GATEWAY_BACKOFF_MAX_SECONDS", 8))
+    #: Celery broker of the production workers (redis://127.0.0.1:6379/0 or
+    #: amqp://guest:guest@127.0.0.1:5672//). Empty: no Celery; `flask jobs run` runs the jobs in-process.
+    CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "")
+    #: Celery beat: seconds between runs of the jobs that run "every pass" in `flask jobs run`.
+    CELERY_BEAT_SECONDS = float(os.environ.get("CELERY_BEAT_SECONDS", 5))
     #: Platform fee in basis points of what a campaign collects.
     PLATFORM_FEE_BP = int(os.environ.get("PLATFORM_FEE_BP", 500))
     #: Settlement: days after close on which a failed charge is tried again (the last is the last try).
@@ -144,6 +159,8 @@ class TestConfig(Config):
     RATELIMIT_ENABLED = False
     RATELIMIT_STORAGE_URI = "memory://"
     PAYMENT_GATEWAY = "sandbox"
+    #: Tests do not wait for the gateway's pace (tests/test_rate_limit.py sets one).
+    GATEWAY_RATE_LIMIT = 0
     SERVER_NAME = "localhost"
 
 

@@ -63,6 +63,7 @@ from crowdfund.payments.models import (
     PayoutAccount,
     error_code_for,
 )
+from crowdfund.payments.ratelimit import limiter_for
 
 if TYPE_CHECKING:
     from crowdfund.accounts.models import Organisation, User
@@ -464,7 +465,12 @@ def _customer_of(op: PaymentOperation, gateway: Gateway) -> str | None:
 
 
 def _call_gateway(op: PaymentOperation, gateway: Gateway) -> GatewayResult:
-    """Step 2: make the one gateway call the operation stands for (outside any unit of work)."""
+    """Step 2: make the one gateway call the operation stands for (outside any unit of work),
+    at the pace the gateway allows (`crowdfund.payments.ratelimit`)."""
+    return limiter_for(gateway).call(partial(_make_call, op, gateway))
+
+
+def _make_call(op: PaymentOperation, gateway: Gateway) -> GatewayResult:
     try:
         if op.kind is OperationKind.CHARGE:
             return gateway.charge(
@@ -497,7 +503,8 @@ def _call_gateway(op: PaymentOperation, gateway: Gateway) -> GatewayResult:
 
 def _look_up(op: PaymentOperation, gateway: Gateway) -> GatewayResult | None:
     """What the gateway knows of this operation, or None if it has never seen it."""
-    return gateway.find(
+    find = partial(
+        gateway.find,
         op.kind,
         idempotency_key=op.idempotency_key,
         gateway_id=op.gateway_id,
@@ -505,6 +512,7 @@ def _look_up(op: PaymentOperation, gateway: Gateway) -> GatewayResult | None:
         parent_id=op.parent.gateway_id if op.parent is not None else None,
         destination=op.destination,
     )
+    return limiter_for(gateway).call(find)
 
 
 def _call_and_record(op: PaymentOperation, gateway: Gateway) -> PaymentOperation:
