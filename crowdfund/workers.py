@@ -112,7 +112,11 @@ def beat_schedule(app: Flask) -> dict[str, dict[str, Any]]:
 
 
 def make_celery(app: Flask) -> Celery:
-    """The Celery app of `app`: its broker, one task per job, `settlement.work`, beat's schedule."""
+    """The Celery app of `app`: its broker, one task per job, `settlement.work`, beat's schedule.
+
+    Its tasks are its own (`shared=False`): a second Celery app (tests build one per Flask
+    app) never runs the first one's tasks in the first one's app.
+    """
     broker = app.config["CELERY_BROKER_URL"]
     if not broker:
         raise RuntimeError(
@@ -142,7 +146,7 @@ def make_celery(app: Flask) -> Celery:
     for job in registry():
         _register_job(celery, job.name)
 
-    @celery.task(name=WORK_TASK, bind=True)
+    @celery.task(name=WORK_TASK, bind=True, shared=False)
     def settlement_work(self: Task, now: str | None = None) -> int:
         """Work due settlement items until none is due (see `work_settlement`)."""
         done, more = work_settlement(now)
@@ -160,7 +164,7 @@ def _register_job(celery: Celery, job_name: str) -> None:
 
     run.__name__ = run.__qualname__ = job_task_name(job_name).replace(".", "_").replace("-", "_")
     run.__doc__ = f"Run the job {job_name} once (as of `now`, an ISO moment; default: now)."
-    celery.task(name=job_task_name(job_name))(run)
+    celery.task(name=job_task_name(job_name), shared=False)(run)
 
 
 _celery: Celery | None = None
