@@ -44,6 +44,8 @@ def test_every_kind_has_a_label_and_no_other_kinds_exist():
         "repayment",
         "transfer",
         "reversal",
+        "platform_fee",
+        "recovery",
     }
 
 

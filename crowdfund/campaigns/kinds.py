@@ -7,6 +7,8 @@ instead of branching on `campaign.kind`:
   `store_terms`, `current_terms`), the default funding model;
 - submission: `submission_problems(campaign, now)`, the checks before review;
 - closing: `succeeded(campaign)` (the success rule) and `closes_early(campaign, now)`;
+- settlement: `settlement_minimum(campaign)` (what must still be collected once unpaid
+  pledges are dropped, or everyone is refunded);
 - pledging: `charge_at_close` (recorded now, charged if the campaign succeeds),
   `investment` (the investor's 12-month limit and the risk acknowledgement apply; the
   engine checks the limit), `cancellation_deadline(campaign)`, `tier_ids(request)` (the
@@ -293,6 +295,12 @@ class KindRules:
         """SQL for the live campaigns of this kind that `closes_early` (None: never)."""
         return None
 
+    # --- settlement ----------------------------------------------------------------------
+    def settlement_minimum(self, campaign: Campaign) -> Money | None:
+        """What settlement must collect once unpaid pledges are dropped, or every payment is
+        refunded (equity: the minimum target; debt: the minimum loan). None: whatever is collected stands."""
+        return None
+
     # --- pledging ------------------------------------------------------------------------
     def cancellation_deadline(self, campaign: Campaign) -> datetime | None:
         """Until when a backer may cancel a pledge; None means never."""
@@ -460,6 +468,9 @@ class EquityRules(KindRules):
     def succeeded(self, campaign: Campaign) -> bool:
         return campaign.raised_amount >= campaign.equity_terms.min_target_amount
 
+    def settlement_minimum(self, campaign: Campaign) -> Money | None:
+        return Money(campaign.equity_terms.min_target_amount, campaign.currency)
+
     def closes_early(self, campaign: Campaign, now: datetime) -> bool:
         days = current_app.config["EQUITY_EARLY_CLOSE_DAYS"]
         return (
@@ -601,6 +612,9 @@ class DebtRules(KindRules):
 
     def succeeded(self, campaign: Campaign) -> bool:
         return campaign.raised_amount >= campaign.debt_terms.min_amount
+
+    def settlement_minimum(self, campaign: Campaign) -> Money | None:
+        return Money(campaign.debt_terms.min_amount, campaign.currency)
 
     def cancellation_deadline(self, campaign: Campaign) -> datetime | None:
         return campaign.end_at - INVESTMENT_CANCELLATION_CUTOFF

@@ -365,6 +365,8 @@ class EventCode(enum.StrEnum):
         "closed_early",
         "The maximum was reached after the minimum period; closed early. Raised {raised} of {goal}.",
     )
+    SETTLEMENT_OPENED = "settlement_opened", "Closed: the pledges are being collected."
+    SETTLED = "settled", "Settled: fees taken and the rest paid out (or refunded)."
 
 
 class CampaignEvent(db.Model):

@@ -590,12 +590,23 @@ def change_pledge(user: User, pledge_id: int, req: PledgeRequest, *, now: dateti
     return pledge
 
 
+def _refuse_after_close(campaign: Campaign) -> None:
+    """Once a campaign has closed its pledges belong to settlement: no change, no cancellation."""
+    if campaign.state in CLOSED_STATES and campaign.state is not CampaignState.CANCELLED:
+        raise Conflict(
+            f"“{campaign.title}” has closed and its pledges are being settled: this pledge can no "
+            "longer be changed or cancelled.",
+            code=ErrorCode.SETTLEMENT_STARTED,
+        )
+
+
 def _check_changeable(pledge: Pledge, campaign: Campaign, now: datetime) -> None:
     if not kind_rules(campaign).has_tiers:
         raise Conflict(
             "Only reward pledges can be changed; you can cancel this one instead.",
             code=ErrorCode.NOT_CHANGEABLE,
         )
+    _refuse_after_close(campaign)
     if pledge.state is not PledgeState.ACTIVE:
         raise Conflict(
             f"This pledge is {pledge.state.label.lower()} and can no longer be changed.",
@@ -634,6 +645,7 @@ def _check_cancellable(pledge: Pledge, now: datetime) -> None:
             "Donations cannot be cancelled. If something is wrong, contact us: an operator can refund it.",
             code=ErrorCode.CANCELLATION_CLOSED,
         )
+    _refuse_after_close(pledge.campaign)
     if pledge.state is not PledgeState.ACTIVE:
         raise Conflict(
             f"This pledge is {pledge.state.label.lower()} and can no longer be cancelled.",

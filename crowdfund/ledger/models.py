@@ -79,6 +79,8 @@ class AccountPurpose(enum.Enum):
     PLATFORM_FEE_REVENUE = "platform_fee_revenue"
     #: What the payment processor charges the platform.
     PROCESSING_FEE_EXPENSE = "processing_fee_expense"
+    #: What an organisation owes the platform: refunds made after its payout (owner: organisation).
+    ORG_RECEIVABLE = "org_receivable"
     #: The platform's own capital (opening balances, write-offs).
     PLATFORM_EQUITY = "platform_equity"
 
@@ -99,6 +101,7 @@ PURPOSE_TYPES: dict[AccountPurpose, AccountType] = {
     AccountPurpose.PROVIDER_PAYABLE: AccountType.LIABILITY,
     AccountPurpose.PLATFORM_FEE_REVENUE: AccountType.REVENUE,
     AccountPurpose.PROCESSING_FEE_EXPENSE: AccountType.EXPENSE,
+    AccountPurpose.ORG_RECEIVABLE: AccountType.ASSET,
     AccountPurpose.PLATFORM_EQUITY: AccountType.EQUITY,
 }
 
@@ -110,6 +113,7 @@ PURPOSE_LABELS: dict[AccountPurpose, str] = {
     AccountPurpose.PROVIDER_PAYABLE: "Owed to the provider",
     AccountPurpose.PLATFORM_FEE_REVENUE: "Platform fee",
     AccountPurpose.PROCESSING_FEE_EXPENSE: "Payment processing fee",
+    AccountPurpose.ORG_RECEIVABLE: "Owed by the organisation",
     AccountPurpose.PLATFORM_EQUITY: "Platform capital",
 }
 
@@ -148,6 +152,11 @@ class TransactionKind(enum.StrEnum):
     PROCESSING_FEE = "processing_fee"
     #: A borrower's loan repayment: clearing -> the lenders' wallets.
     REPAYMENT = "repayment"
+    #: Settlement: the platform's fee out of what a campaign collected: escrow -> fee revenue.
+    PLATFORM_FEE = "platform_fee"
+    #: Settlement, a refund after payout: what the organisation owes (its payable, then its
+    #: receivable) -> the campaign's escrow, which the refund then leaves.
+    RECOVERY = "recovery"
     #: An operator's movement between two accounts (opening balances, corrections).
     TRANSFER = "transfer"
     #: The mirror image of an earlier transaction, pointing at it.
@@ -166,6 +175,8 @@ KIND_LABELS: dict[TransactionKind, str] = {
     TransactionKind.PAYOUT: "Paid out",
     TransactionKind.PROCESSING_FEE: "Payment processing fee",
     TransactionKind.REPAYMENT: "Loan repayment",
+    TransactionKind.PLATFORM_FEE: "Platform fee",
+    TransactionKind.RECOVERY: "Refund recovered from the organisation",
     TransactionKind.TRANSFER: "Transfer",
     TransactionKind.REVERSAL: "Correction (reversal)",
 }

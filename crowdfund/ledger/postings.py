@@ -10,6 +10,11 @@ Money moves from the account debited to the account credited:
   platform fee revenue (fee); key chosen by settlement
 - payout: organisation (or provider) payable -> clearing; key payment:{payment_id}:payout
 - processing_fee: processing fee expense -> clearing; key payment:{payment_id}:processing_fee
+- platform_fee: campaign escrow -> platform fee revenue; key chosen by settlement
+- processing_fee_from_escrow: campaign escrow -> clearing (what the processor kept of the
+  campaign's charges, borne by the campaign); key chosen by settlement
+- recover_from_organisation: organisation payable (what is left of it) and organisation
+  receivable (the rest) -> campaign escrow, before a refund after payout; key chosen by settlement
 - repayment: clearing -> each lender's wallet; key payment:{payment_id}:repayment
 - transfer: one account -> another (never escrow -> escrow); key chosen by the operator
 - reverse_transaction: the mirror image of an earlier transaction; key chosen by the caller
@@ -44,7 +49,10 @@ __all__ = [
     "charge_into_escrow",
     "payment_key",
     "payout",
+    "platform_fee",
     "processing_fee",
+    "processing_fee_from_escrow",
+    "recover_from_organisation",
     "refund_from_escrow",
     "release_to_organisation",
     "repayment",
@@ -228,4 +236,65 @@ def reverse_transaction(original: LedgerTransaction, key: str, description: str 
             campaign_id=original.campaign_id,
             kind=TransactionKind.REVERSAL,
             reverses=original,
+        )
+
+
+def platform_fee(*, campaign_id: int, amount: Money, key: str) -> LedgerTransaction:
+    """Settlement: the platform's fee leaves the campaign's escrow for the fee revenue account."""
+    with unit_of_work():
+        return post_transaction(
+            key,
+            f"platform fee of campaign #{campaign_id}",
+            [
+                Leg.debit(_escrow(campaign_id, amount.currency), amount),
+                Leg.credit(get_account(AccountPurpose.PLATFORM_FEE_REVENUE, amount.currency), amount),
+            ],
+            campaign_id=campaign_id,
+            kind=TransactionKind.PLATFORM_FEE,
+        )
+
+
+def processing_fee_from_escrow(*, campaign_id: int, amount: Money, key: str) -> LedgerTransaction:
+    """Settlement: what the payment processor kept of the campaign's charges, borne by the
+    campaign: escrow -> clearing (the processor paid us that much less)."""
+    with unit_of_work():
+        return post_transaction(
+            key,
+            f"processing fees of campaign #{campaign_id}",
+            [
+                Leg.debit(_escrow(campaign_id, amount.currency), amount),
+                Leg.credit(_clearing(amount.currency), amount),
+            ],
+            campaign_id=campaign_id,
+            kind=TransactionKind.PROCESSING_FEE,
+        )
+
+
+def recover_from_organisation(
+    *, campaign_id: int, organisation_id: int, amount: Money, payable_part: Money, key: str
+) -> LedgerTransaction:
+    """Settlement, a refund after the release: put `amount` back in the campaign's escrow so the
+    refund can leave it. `payable_part` comes out of what the platform still owes the
+    organisation (not paid out yet); the rest is recorded as owed by the organisation
+    (its receivable, an asset, collected from its next payout or by invoice)."""
+    currency = amount.currency
+    if payable_part.currency != currency or not 0 <= payable_part.amount <= amount.amount:
+        raise LedgerError(
+            f"The part taken from the payable ({payable_part}) must be between nothing and {amount}.",
+            code=ErrorCode.LEDGER_AMOUNT,
+        )
+    with unit_of_work():
+        legs = [Leg.credit(_escrow(campaign_id, currency), amount)]
+        if payable_part.amount:
+            payable = get_account(AccountPurpose.ORG_PAYABLE, currency, "organisation", organisation_id)
+            legs.append(Leg.debit(payable, payable_part))
+        if amount.amount > payable_part.amount:
+            receivable = get_account(AccountPurpose.ORG_RECEIVABLE, currency, "organisation", organisation_id)
+            legs.append(Leg.debit(receivable, Money(amount.amount - payable_part.amount, currency)))
+        return post_transaction(
+            key,
+            f"refund recovered from organisation #{organisation_id}",
+            legs,
+            campaign_id=campaign_id,
+            kind=TransactionKind.RECOVERY,
         )

@@ -10,6 +10,9 @@ keys, and gives Stripe's test card numbers their Stripe meanings:
     4000 0000 0000 9995  is declined when saved: insufficient funds
     4000 0027 6000 3184  needs authentication (the card holder confirms it on a page)
     4000 0000 0000 0341  is saved, but every charge on it is declined
+    4000 0000 0000 9987  is saved, but every charge on it is declined for good (lost card)
+    4000 0000 0000 3220  is saved, but an off-session charge needs the card holder's
+                         confirmation (succeeds on-session: metadata hf_on_session=1)
 
 Any other number that passes the Luhn check is accepted and charged successfully. A card
 number is looked at once, when the card is saved; only brand, last four, expiry and the
@@ -48,6 +51,10 @@ class CardBehaviour(enum.StrEnum):
     DECLINES_CHARGES = "declines_charges"
     #: Needs the card holder's confirmation before it can be charged (4000 0027 6000 3184).
     NEEDS_AUTHENTICATION = "needs_authentication"
+    #: Saved fine; every charge is declined as a lost card, never to be tried again (4000 0000 0000 9987).
+    LOST_CARD = "lost_card"
+    #: Saved fine; an off-session charge needs the card holder (4000 0000 0000 3220).
+    AUTHENTICATES_CHARGES = "authenticates_charges"
 
 
 #: Numbers refused when saving: (failure code, what the card holder should do).
@@ -70,7 +77,11 @@ DECLINED_ON_SAVE = {
 SPECIAL_BEHAVIOUR = {
     "4000002760003184": CardBehaviour.NEEDS_AUTHENTICATION,
     "4000000000000341": CardBehaviour.DECLINES_CHARGES,
+    "4000000000009987": CardBehaviour.LOST_CARD,
+    "4000000000003220": CardBehaviour.AUTHENTICATES_CHARGES,
 }
+#: Metadata a charge made with the card holder present carries (on-session confirmation).
+ON_SESSION_METADATA = "hf_on_session"
 #: Shown on the sandbox card form.
 TEST_CARDS = [
     ("4242 4242 4242 4242", "Succeeds"),
@@ -78,6 +89,8 @@ TEST_CARDS = [
     ("4000 0000 0000 9995", "Declined when saved: insufficient funds"),
     ("4000 0027 6000 3184", "Asks you to confirm the card with your bank (authentication)"),
     ("4000 0000 0000 0341", "Saved, but declined when charged"),
+    ("4000 0000 0000 9987", "Saved, but declined for good when charged (lost card)"),
+    ("4000 0000 0000 3220", "Saved, but each charge asks you to confirm it with your bank"),
 ]
 CHARGE_DECLINED_MESSAGE = "Your bank declined the payment. Use another card or ask your bank why."
 AUTHENTICATION_MESSAGE = (
@@ -325,6 +338,15 @@ def _key_reused() -> GatewayResult:
     )
 
 
+def _needs_authentication(card: SandboxCard, metadata: dict[str, str]) -> bool:
+    """The bank wants the card holder: an unconfirmed 3184 card, or a 3220 card charged off-session."""
+    if metadata.get(ON_SESSION_METADATA) == "1":
+        return False
+    if card.behaviour is CardBehaviour.NEEDS_AUTHENTICATION:
+        return not card.authenticated
+    return card.behaviour is CardBehaviour.AUTHENTICATES_CHARGES
+
+
 class SandboxGateway:
     """The offline gateway; see the module docstring."""
 
@@ -436,7 +458,9 @@ class SandboxGateway:
                 charge.status, charge.failure_code = "failed", "card_missing"
             elif card.behaviour is CardBehaviour.DECLINES_CHARGES:
                 charge.status, charge.failure_code = "failed", "card_declined"
-            elif card.behaviour is CardBehaviour.NEEDS_AUTHENTICATION and not card.authenticated:
+            elif card.behaviour is CardBehaviour.LOST_CARD:
+                charge.status, charge.failure_code = "failed", "lost_card"
+            elif _needs_authentication(card, metadata):
                 charge.status, charge.failure_code = "requires_action", "authentication_required"
             else:
                 charge.status = "succeeded"

@@ -159,6 +159,10 @@ class Settlement(StateMachine, db.Model):
     processing_fee_amount: Mapped[int] = mapped_column(BigInteger, default=0)
     released_amount: Mapped[int] = mapped_column(BigInteger, default=0)
     paid_out_amount: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: Refunds after the release taken back out of what the organisation was owed (not paid out yet).
+    recovered_amount: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: Refunds after the payout the organisation owes the platform (its receivable).
+    owed_by_organisation_amount: Mapped[int] = mapped_column(BigInteger, default=0)
     #: When the campaign closed (the grace period and payout delay count from it).
     closed_at: Mapped[datetime] = mapped_column(UTCDateTime)
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -256,6 +260,8 @@ class SettlementItem(StateMachine, db.Model):
     #: When a worker may charge it next (pending and failed items).
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Wall-clock time until which the worker that claimed the item has it to itself.
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     #: Why the last attempt failed, as an `ErrorCode` value (+ params); the gateway's own code.
     failure_code: Mapped[str | None] = mapped_column(String(60))
     failure_params: Mapped[dict | None] = mapped_column(JSON)
