@@ -110,10 +110,27 @@ class AccountLink:
     visible: Callable[[User], bool] | None = None
 
 
-#: Cards shown on /account. Other packages add theirs with `add_account_link`.
+#: Cards shown on /account, in order (endpoints of other packages' pages, named, not imported).
 ACCOUNT_LINKS: list[AccountLink] = [
     AccountLink(
+        "My pledges",
+        "engine.my_pledges",
+        "Everything you back, invest in, lend or give; change or cancel it.",
+    ),
+    AccountLink(
+        "Investor profile",
+        "engine.investor_profile",
+        "Income and net worth that set your 12-month limit for equity and debt.",
+    ),
+    AccountLink("Payment methods", "payments.methods", "Cards saved for your pledges; add or remove a card."),
+    AccountLink(
+        "My campaigns", "campaigns.studio", "Draft campaigns, follow their review, and see the live ones."
+    ),
+    AccountLink(
         "My organisations", "accounts.organisations", "Register the organisations you raise money for."
+    ),
+    AccountLink(
+        "API tokens", "tokens.index", "Personal tokens for scripts that use the HealthFund JSON API."
     ),
     AccountLink(
         "Change password",
@@ -123,20 +140,8 @@ ACCOUNT_LINKS: list[AccountLink] = [
 ]
 
 
-def add_account_link(
-    title: str, endpoint: str, description: str = "", visible: Callable[[User], bool] | None = None
-) -> None:
-    """Add a card to the account page (e.g. "My pledges"); `visible(user)` can hide it."""
-    if not any(link.endpoint == endpoint for link in ACCOUNT_LINKS):
-        ACCOUNT_LINKS.append(AccountLink(title, endpoint, description, visible))
-
-
 def _account_links(user: User) -> list[AccountLink]:
-    return [
-        link
-        for link in ACCOUNT_LINKS
-        if link.endpoint in current_app.view_functions and (link.visible is None or link.visible(user))
-    ]
+    return [link for link in ACCOUNT_LINKS if link.visible is None or link.visible(user)]
 
 
 # ---------------------------------------------------------------------------

@@ -5,16 +5,11 @@ from __future__ import annotations
 from flask import Blueprint, abort, flash, make_response, redirect, render_template, url_for
 from flask_login import current_user, login_required
 
-from crowdfund.accounts.views import add_account_link
 from crowdfund.api import service
 from crowdfund.api.forms import CreateTokenForm, RevokeTokenForm
 from crowdfund.errors import DomainError
 
 bp = Blueprint("tokens", __name__)
-
-add_account_link(
-    "API tokens", "tokens.index", "Personal tokens for scripts that use the HealthFund JSON API."
-)
 
 
 def _page(form: CreateTokenForm, secret: str | None = None, status: int = 200):

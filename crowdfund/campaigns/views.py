@@ -11,7 +11,6 @@ from flask_login import current_user, login_required
 from wtforms.fields.choices import SelectChoice
 
 from crowdfund.accounts.models import Organisation
-from crowdfund.accounts.views import add_account_link
 from crowdfund.campaigns import images, service
 from crowdfund.campaigns.forms import (
     ActionForm,
@@ -329,8 +328,3 @@ def submit(campaign_id: int):
         flash("This campaign has already been submitted.", "info")
         return redirect(url_for("campaigns.studio"))
     return _render_edit(campaign, submit_form=submit_form, status=422)
-
-
-add_account_link(
-    "My campaigns", "campaigns.studio", "Draft campaigns, follow their review, and see the live ones."
-)

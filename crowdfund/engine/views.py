@@ -7,9 +7,8 @@ from datetime import datetime
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
-from werkzeug.routing import BuildError
 
-from crowdfund.accounts.views import add_account_link, safe_next_url
+from crowdfund.accounts.views import safe_next_url
 from crowdfund.campaigns.kinds import INVESTMENT_CANCELLATION_CUTOFF, kind_rules
 from crowdfund.campaigns.models import Campaign, CampaignKind
 from crowdfund.engine import reports, service
@@ -34,14 +33,6 @@ from crowdfund.public import queries as catalogue
 
 bp = Blueprint("engine", __name__)
 
-add_account_link(
-    "My pledges", "engine.my_pledges", "Everything you back, invest in, lend or give; change or cancel it."
-)
-add_account_link(
-    "Investor profile",
-    "engine.investor_profile",
-    "Income and net worth that set your 12-month limit for equity and debt.",
-)
 
 FORMS = {
     CampaignKind.REWARD: RewardPledgeForm,
@@ -71,15 +62,8 @@ def _campaign(slug: str) -> Campaign:
     return campaign
 
 
-def _url_or_none(endpoint: str, **values) -> str | None:
-    try:
-        return url_for(endpoint, **values)
-    except BuildError:
-        return None
-
-
 def _add_card_url() -> str | None:
-    return _url_or_none("payments.add_method", next=request.full_path.rstrip("?"))
+    return url_for("payments.add_method", next=request.full_path.rstrip("?"))
 
 
 def _usable_methods(user) -> list:

@@ -6,7 +6,7 @@ keys stay with operators (the JSON carries only their SHA-256, as they enter the
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
@@ -46,11 +46,7 @@ def _public_campaign(slug: str) -> Campaign:
 def money_trail(slug: str):
     campaign = _public_campaign(slug)
     trail = service.campaign_money_trail(campaign, page=_page_arg(), per_page=TRAIL_PER_PAGE)
-    campaign_url = (
-        url_for("public.campaign", slug=campaign.slug)
-        if "public.campaign" in current_app.view_functions
-        else None
-    )
+    campaign_url = url_for("public.campaign", slug=campaign.slug)
     return render_template(
         "ledger/money_trail.html",
         campaign=campaign,

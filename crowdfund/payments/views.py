@@ -6,7 +6,7 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from flask_login import current_user, login_required
 
 from crowdfund.accounts.models import Organisation
-from crowdfund.accounts.views import add_account_link, safe_next_url
+from crowdfund.accounts.views import safe_next_url
 from crowdfund.errors import DomainError
 from crowdfund.extensions import csrf, db
 from crowdfund.payments import service, webhooks
@@ -15,7 +15,6 @@ from crowdfund.payments.sandbox import TEST_CARDS
 
 bp = Blueprint("payments", __name__)
 
-add_account_link("Payment methods", "payments.methods", "Cards saved for your pledges; add or remove a card.")
 
 DEFAULT_STRIPE_JS_URL = "https://js.stripe.com/v3/"
 
