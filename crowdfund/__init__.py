@@ -55,8 +55,9 @@ def register_blueprints(app: Flask) -> None:
     from crowdfund.payments.views import bp as payments
     from crowdfund.public.views import bp as public
     from crowdfund.review.views import bp as review
+    from crowdfund.settlement.views import bp as settlement
 
-    for bp in (public, accounts, campaigns, review, ledger, engine, api, api_tokens, payments):
+    for bp in (public, accounts, campaigns, review, ledger, engine, settlement, api, api_tokens, payments):
         app.register_blueprint(bp)
 
 
