@@ -12,7 +12,7 @@ from crowdfund.engine.models import Pledge, PledgeState
 from crowdfund.errors import Conflict, ErrorCode
 from crowdfund.extensions import db
 from crowdfund.ledger import service as ledger
-from crowdfund.ledger.models import TransactionKind, LedgerTransaction
+from crowdfund.ledger.models import LedgerTransaction, TransactionKind
 from crowdfund.money import Money
 from crowdfund.payments import service as payments
 from crowdfund.settlement import service
@@ -37,7 +37,9 @@ def test_a_succeeded_campaign_is_charged_once_fees_posted_released_and_paid_out(
     assert db.session.get(Campaign, campaign.id).state is CampaignState.SUCCEEDED
 
     settlement = service.open_settlement(campaign.id, now=closed)
-    assert service.open_settlement(campaign.id, now=closed).id == settlement.id  # a second settle does nothing
+    assert (
+        service.open_settlement(campaign.id, now=closed).id == settlement.id
+    )  # a second settle does nothing
     assert db.session.get(Campaign, campaign.id).state is CampaignState.SETTLING
     assert service.process_due_items(now=closed) == 5
     assert service.process_due_items(now=closed) == 0
@@ -57,8 +59,15 @@ def test_a_succeeded_campaign_is_charged_once_fees_posted_released_and_paid_out(
     assert escrow(campaign).amount == 0
     assert db.session.get(Campaign, campaign.id).state is CampaignState.SETTLED
     assert ledger.verify_ledger().ok
-    kinds = set(db.session.scalars(select(LedgerTransaction.kind).where(LedgerTransaction.campaign_id == campaign.id)))
-    assert {TransactionKind.PLATFORM_FEE, TransactionKind.PROCESSING_FEE, TransactionKind.RELEASE, TransactionKind.PAYOUT} <= kinds
+    kinds = set(
+        db.session.scalars(select(LedgerTransaction.kind).where(LedgerTransaction.campaign_id == campaign.id))
+    )
+    assert {
+        TransactionKind.PLATFORM_FEE,
+        TransactionKind.PROCESSING_FEE,
+        TransactionKind.RELEASE,
+        TransactionKind.PAYOUT,
+    } <= kinds
 
     assert service.finalise_due_settlements(now=closed + 20 * DAY) == 0  # a rerun posts nothing twice
     assert service.process_due_items(now=closed + 20 * DAY) == 0
@@ -178,7 +187,9 @@ def test_a_refund_after_payout_is_recorded_as_owed_by_the_organisation(app):
     service.process_due_items(now=closed)
     service.finalise_due_settlements(now=closed + 14 * DAY)
     assert escrow(campaign).amount == 0
-    item = service.refund_item(operator(), pledge_ids[0], None, "Product never shipped", now=closed + 20 * DAY)
+    item = service.refund_item(
+        operator(), pledge_ids[0], None, "Product never shipped", now=closed + 20 * DAY
+    )
     assert item.state is ItemState.REFUNDED
     assert db.session.get(Pledge, pledge_ids[0]).state is PledgeState.REFUNDED
     s = service.settlement_for(campaign.id)

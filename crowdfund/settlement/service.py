@@ -719,6 +719,7 @@ def finalise(settlement_id: int, *, now: datetime | None = None) -> bool:
             if _below_minimum(settlement_id):
                 _start_refunding(settlement_id, now, ErrorCode.ROUND_BELOW_MINIMUM)
             elif now >= settlement.payout_due_at:
+                _step("release")
                 _post_fees_and_release(settlement_id, now)
     settlement = _fresh(Settlement, settlement_id)
     if settlement.state is SettlementState.PAYING_OUT:
@@ -949,6 +950,7 @@ def _pay_out(settlement_id: int, now: datetime) -> None:
         if destination is None:
             _set_status(settlement_id, ErrorCode.NO_DESTINATION)
             return
+        _step("payout")
         try:
             op = payments.payout(
                 organisation_id=settlement.organisation_id,
