@@ -29,7 +29,6 @@ from flask_login import current_user, login_required
 
 from crowdfund.accounts.permissions import operator_required
 from crowdfund.campaigns.models import Campaign
-from crowdfund.engine import donations
 from crowdfund.engine import service as engine
 from crowdfund.engine.models import Pledge, PledgeState
 from crowdfund.errors import DomainError
@@ -37,7 +36,7 @@ from crowdfund.extensions import db
 from crowdfund.models_base import utcnow
 from crowdfund.money import Money, MoneyError
 from crowdfund.payments import service as payments
-from crowdfund.payments.models import OperationState
+from crowdfund.payments.models import OperationState, PaymentOperation
 from crowdfund.settlement import queries, service
 from crowdfund.settlement.forms import (
     CancelCampaignForm,
@@ -305,10 +304,9 @@ def refund(pledge_id: int):
         if valid and parsed and token is None:
             form.form_errors.append("This form has expired. Check the amount and send it again.")
         elif valid and parsed:
+            key = f"pledge:{pledge.id}:refund:{token}"
             try:
-                done = donations.refund_pledge(
-                    current_user, pledge.id, amount, form.reason.data, f"pledge:{pledge.id}:refund:{token}"
-                )
+                service.refund_item(current_user, pledge.id, amount, form.reason.data, key=key)
             except DomainError as exc:
                 if exc.status == 404:
                     abort(404)
@@ -316,12 +314,13 @@ def refund(pledge_id: int):
                 status = exc.status if 400 <= exc.status < 500 else 409
                 form.token.data = new_form_token()  # nothing was refunded: the next try is a new refund
             else:
-                if done.operation.state is not OperationState.FAILED:
-                    flash(_refund_message(done), "success")
+                operation = payments.find_operation(key)
+                if operation is not None and operation.state is not OperationState.FAILED:
+                    flash(_refund_message(pledge, operation), "success")
                     return redirect(
                         url_for("settlement.operator_settlement", campaign_id=pledge.campaign_id), 303
                     )
-                form.form_errors.append(_refund_message(done))
+                form.form_errors.append(_refund_message(pledge, operation))
                 form.token.data = new_form_token()
                 status = 409
     form.ensure_token()
@@ -340,10 +339,11 @@ def refund(pledge_id: int):
     )
 
 
-def _refund_message(done: donations.PledgeRefund) -> str:
-    operation = done.operation
+def _refund_message(pledge: Pledge, operation: PaymentOperation | None) -> str:
+    if operation is None:
+        return "The refund was not made: the payment service refused it."
     if operation.state is OperationState.SUCCEEDED:
-        return f"Refunded {operation.amount} of pledge #{done.pledge.id}."
+        return f"Refunded {operation.amount} of pledge #{pledge.id}."
     if operation.state is OperationState.PENDING:
         return f"The refund of {operation.amount} is on its way; the pledge follows once the bank confirms."
     return f"The refund failed: {operation.failure_message or 'the payment service refused it.'}"
@@ -370,6 +370,31 @@ def _campaign_for_member(campaign_id: int) -> Campaign:
     return campaign
 
 
+#: The statement's lines as the campaigner reads them (the service names them by key).
+STATEMENT_LABELS = {
+    "pledged": "Pledged at close",
+    "collected": "Collected",
+    "dropped": "Dropped (never charged, no fee)",
+    "refunded": "Refunded to backers",
+    "platform_fee": "Platform fee",
+    "processing_fee": "Processing fee",
+    "released": "Released to the organisation",
+    "paid_out": "Paid out",
+    "owed_by_organisation": "Owed back by the organisation (refunds after the payout)",
+}
+#: Lines left out of the page while they are zero.
+HIDDEN_WHEN_ZERO = frozenset({"owed_by_organisation"})
+
+
+def statement_lines(statement) -> list[tuple[str, str, object, Money]]:
+    """(key, label, date, amount) for each line of the statement worth showing."""
+    return [
+        (key, STATEMENT_LABELS.get(key, state_label(key)), when, amount)
+        for key, when, amount in statement.lines
+        if amount.amount or key not in HIDDEN_WHEN_ZERO
+    ]
+
+
 @bp.route("/studio/<int:campaign_id>/statement")
 @login_required
 def statement(campaign_id: int):
@@ -379,7 +404,7 @@ def statement(campaign_id: int):
         "settlement/statement.html",
         campaign=campaign,
         settlement=settlement,
-        statement=service.campaign_statement(campaign.id) if settlement is not None else None,
+        lines=statement_lines(service.campaign_statement(campaign.id)) if settlement is not None else [],
     )
 
 
@@ -463,14 +488,13 @@ def retry(pledge_id: int):
         flash("The form has expired. Choose the card and try again.", "error")
         return _back_to_pledge(pledge.id)
     method_id = form.method_id()
-    if (form.payment_method_id.data or "").strip() and method_id is None:
+    chosen = (form.payment_method_id.data or "").strip()
+    if chosen and method_id not in {card.id for card in _usable_cards()}:
         flash("Choose one of your saved cards.", "error")
         return _back_to_pledge(pledge.id)
     try:
         service.retry_now(current_user, pledge.id, method_id)
-    except DomainError as exc:
-        if exc.status == 404:
-            abort(404)
+    except DomainError as exc:  # the pledge is the user's own: a refusal is a message, never a 404
         flash(exc.message, "error")
         return _back_to_pledge(pledge.id)
     nxt = _flash_outcome(queries.item_for_pledge(pledge.id), pledge)
@@ -493,8 +517,6 @@ def confirm_payment(pledge_id: int):
         try:
             service.confirm_authentication(current_user, pledge.id)
         except DomainError as exc:
-            if exc.status == 404:
-                abort(404)
             flash(exc.message, "error")
             return _back_to_pledge(pledge.id)
         nxt = _flash_outcome(queries.item_for_pledge(pledge.id), pledge)
