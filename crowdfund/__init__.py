@@ -51,13 +51,28 @@ def register_blueprints(app: Flask) -> None:
     from crowdfund.api.views_tokens import bp as api_tokens
     from crowdfund.campaigns.views import bp as campaigns
     from crowdfund.engine.views import bp as engine
+    from crowdfund.equity.views import bp as equity
     from crowdfund.ledger.views import bp as ledger
     from crowdfund.payments.views import bp as payments
     from crowdfund.public.views import bp as public
+    from crowdfund.receipts.views import bp as receipts
     from crowdfund.review.views import bp as review
     from crowdfund.settlement.views import bp as settlement
 
-    for bp in (public, accounts, campaigns, review, ledger, engine, settlement, api, api_tokens, payments):
+    for bp in (
+        public,
+        accounts,
+        campaigns,
+        review,
+        ledger,
+        engine,
+        settlement,
+        equity,
+        receipts,
+        api,
+        api_tokens,
+        payments,
+    ):
         app.register_blueprint(bp)
 
 

@@ -133,6 +133,9 @@ class Config:
     }
     #: An equity campaign that reaches its maximum closes early, but not before this many days live.
     EQUITY_EARLY_CLOSE_DAYS = int(os.environ.get("EQUITY_EARLY_CLOSE_DAYS", 21))
+    #: After a material change to a live equity round, committed investors reconfirm within
+    #: this many business days (Monday to Friday) or their commitment is cancelled.
+    EQUITY_RECONFIRM_BUSINESS_DAYS = int(os.environ.get("EQUITY_RECONFIRM_BUSINESS_DAYS", 5))
     #: Largest goal of a patient-aid donation campaign: "<CURRENCY> <amount>"; such campaigns
     #: raise money in this currency.
     PATIENT_AID_CAP = os.environ.get("PATIENT_AID_CAP", "CNY 500000")

@@ -183,6 +183,44 @@ class ErrorCode(enum.StrEnum):
     CAMPAIGN_CANCELLED = "campaign_cancelled", 409, "The campaign was cancelled: every payment is refunded."
     NOTHING_TO_PAY = "nothing_to_pay", 409, "This pledge has nothing to pay now."
     NOT_CANCELLABLE = "not_cancellable", 409, "This campaign can no longer be cancelled."
+    # equity (shares, cap table, reconfirmation) and donation receipts
+    ROUND_NOT_AMENDABLE = (
+        "round_not_amendable",
+        409,
+        "Only the terms of a live equity round can be amended.",
+    )
+    AMENDMENT_UNCHANGED = "amendment_unchanged", 422, "Nothing in the terms changed."
+    AMENDMENT_TOO_LATE = (
+        "amendment_too_late",
+        409,
+        "Investors must be able to reconfirm before commitments close: amend the terms earlier.",
+    )
+    RECONFIRM_REQUESTED = (
+        "reconfirm_requested",
+        200,
+        "The terms of “{campaign}” changed: reconfirm your commitment by {deadline} or it will be cancelled.",
+    )
+    NOT_RECONFIRMED = (
+        "not_reconfirmed",
+        409,
+        "The terms of “{campaign}” changed and you did not reconfirm by {deadline}: your commitment "
+        "was cancelled and nothing was charged.",
+    )
+    RECONFIRM_DECLINED = (
+        "reconfirm_declined",
+        200,
+        "You declined the new terms of “{campaign}”: your commitment was cancelled and nothing was charged.",
+    )
+    RECONFIRMATION_CLOSED = (
+        "reconfirmation_closed",
+        409,
+        "This commitment has no reconfirmation waiting for an answer.",
+    )
+    SHARES_ISSUED = (
+        "shares_issued",
+        200,
+        "{shares} shares of {issuer} were issued to you (certificate {certificate}).",
+    )
 
 
 def _cell(text: str) -> str:

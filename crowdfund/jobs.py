@@ -61,12 +61,19 @@ def registry() -> tuple[Job, ...]:
     """Every package's jobs, in the order they run."""
     from crowdfund.campaigns import jobs as campaigns
     from crowdfund.engine import jobs as engine
+    from crowdfund.equity import jobs as equity
     from crowdfund.payments import jobs as payments
     from crowdfund.settlement import jobs as settlement
 
     return tuple(
         Job(name, did, run, timedelta(seconds=every))
-        for name, did, run, every in (*campaigns.JOBS, *engine.JOBS, *payments.JOBS, *settlement.JOBS)
+        for name, did, run, every in (
+            *campaigns.JOBS,
+            *engine.JOBS,
+            *payments.JOBS,
+            *settlement.JOBS,
+            *equity.JOBS,
+        )
     )
 
 

@@ -3,11 +3,13 @@
 from crowdfund.accounts import models as accounts_models  # noqa: F401
 from crowdfund.campaigns import models as campaigns_models  # noqa: F401
 from crowdfund.engine import models as engine_models  # noqa: F401
+from crowdfund.equity import models as equity_models  # noqa: F401
 from crowdfund.extensions import db
 from crowdfund.ledger import models as ledger_models  # noqa: F401
 from crowdfund.ledger.guards import POSTGRES_GUARDS_SQL
 from crowdfund.payments import models as payments_models  # noqa: F401
 from crowdfund.payments import sandbox as payments_sandbox_models  # noqa: F401
+from crowdfund.receipts import models as receipts_models  # noqa: F401
 from crowdfund.settlement import models as settlement_models  # noqa: F401
 
 
