@@ -270,3 +270,31 @@ def test_an_unknown_answer_found_at_the_gateway_is_recorded_without_a_second_cal
     assert item.state is ItemState.CHARGED
     assert sandbox_charges_per_pledge() == {pledge_ids[0]: 1}
     assert db.session.scalar(select(SettlementItem.attempt)) == 1
+
+
+def test_a_refund_made_outside_the_site_is_reflected_before_the_release(app):
+    from crowdfund.engine.donations import record_missing_refunds
+
+    campaign, pledge_ids = campaign_with_pledges(2, amount=10_000)
+    closed = close(campaign)
+    service.open_settlement(campaign.id, now=closed)
+    service.process_due_items(now=closed)
+    charge_op = db.session.get(Pledge, pledge_ids[0]).payment_operation_id
+    from crowdfund.payments.models import PaymentOperation
+
+    # As the gateway's dashboard refund reaches us through the webhook: payments records it ...
+    payments.refund(
+        operation=db.session.get(PaymentOperation, charge_op),
+        amount=None,
+        idempotency_key="dashboard-refund",
+        reason="dashboard",
+    )
+    # ... and the engine's reconciliation puts it on the pledge.
+    assert record_missing_refunds() == 1
+    service.finalise_due_settlements(now=closed + 14 * DAY)
+    s = service.settlement_for(campaign.id)
+    db.session.refresh(s)
+    assert s.collected_amount == 10_000
+    assert service.item_for_pledge(pledge_ids[0]).state is ItemState.REFUNDED
+    assert escrow(campaign).amount == 0
+    assert ledger.verify_ledger().ok
