@@ -1,8 +1,9 @@
 """Settlement throughput: charge every pledge of a closed campaign, with 1 and with 4 workers.
 
-    .venv/bin/python bench/settlement.py [--pledges 100000] [--workers 1,4]
+    .venv/bin/python bench/settlement.py [--pledges 100000] [--workers 1,4] [--seconds S]
         [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/postgres]
         [--limited-pledges 1000] [--gateway-rate 25] [--limit 24] [--profile]
+        [--synchronous-commit on|off]
 
 Creates a database of its own (hf_bench_<random>) on the server named by --database-url
 (or a temporary SQLite file for a sqlite:/// URL) and seeds it with fast SQL inserts: a
@@ -12,17 +13,20 @@ backer with a card saved at the sandbox gateway. It opens the settlement
 
 1. for each count in --workers, a fresh copy of it is settled by that many worker
    processes, each running `process_due_items` until nothing is due, through the
-   sandbox (which answers at once): prints pledges/s;
-2. --limited-pledges pledges are settled by 4 worker threads through a fake gateway
-   that answers "rate limited" (like Stripe's 429) to any request beyond --gateway-rate
-   in the last second, with the gateway rate limiter set to --limit requests/s: prints the
-   time against the floor of n / gateway-rate seconds (target ≤ 1.1×) and how many
-   requests the fake refused.
+   sandbox (which answers at once): prints pledges/s. With --seconds the workers stop
+   after that long and the time for all of them is projected from the rate;
+2. --limited-pledges pledges (a smaller campaign: at 25/s 1,000 take 40 s) are settled
+   by --limited-workers processes through a fake gateway that answers "rate limited"
+   (like Stripe's 429) to any request beyond --gateway-rate in the last second (counted
+   in Redis, BENCH_REDIS_URL, so it sees every process), with our gateway rate limiter
+   at --limit requests/s, its bucket shared in the same Redis: prints the time against
+   the floor of n / gateway-rate seconds (target <= 1.1x) and how many requests the fake
+   refused.
 
 After each run it checks that every item is charged and each pledge charged once (one
-succeeded charge per pledge, as many sandbox charges as pledges). `--profile` also runs
-one worker under cProfile on a fresh copy and prints where its time goes. Every database
-it made is dropped at the end, whatever happens.
+succeeded charge per charged item, as many sandbox charges). `--profile` also runs one
+worker under cProfile on a fresh copy and prints where its time goes. Every database it
+made is dropped at the end, whatever happens.
 """
 
 from __future__ import annotations
@@ -30,12 +34,12 @@ from __future__ import annotations
 import argparse
 import cProfile
 import multiprocessing
+import os
 import pstats
+import secrets
 import shutil
 import sys
-import threading
 import time
-from collections import deque
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -51,6 +55,7 @@ from sqlalchemy.engine import make_url  # noqa: E402
 DEFAULT_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 PLEDGE = 1_000  # ¥10.00
 CHUNK = 5_000
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 # ---------------------------------------------------------------------------
@@ -267,18 +272,23 @@ def open_settlement(database_url: str, campaign_id: int, now: datetime) -> float
 # ---------------------------------------------------------------------------
 
 
-def drain(now: datetime) -> int:
-    """One worker: `process_due_items` until nothing is due; how many items it worked."""
+def drain(now: datetime, deadline: float | None = None) -> int:
+    """One worker: `process_due_items` until nothing is due (or `deadline` on the monotonic clock
+    has passed); how many items it worked."""
     from crowdfund.settlement.service import process_due_items
 
     total = 0
     while done := process_due_items(now=now):
         total += done
+        if deadline is not None and time.monotonic() >= deadline:
+            break
     return total
 
 
-def _process_worker(database_url: str, now: datetime, ready, start, results) -> None:
-    app = make_app(database_url)
+def _process_worker(database_url: str, now: datetime, settings: dict, ready, start, results) -> None:
+    app = make_app(database_url, **settings.get("config", {}))
+    if settings.get("fake_rate"):
+        app.extensions["payments.gateway"] = RateLimitedGateway(settings["fake_rate"], settings["fake_key"])
     with app.app_context():
         from crowdfund.extensions import db
 
@@ -286,14 +296,18 @@ def _process_worker(database_url: str, now: datetime, ready, start, results) -> 
         db.session.rollback()
         ready.put(True)
         start.wait()
-        results.put(drain(now))
+        seconds = settings.get("seconds")
+        results.put(drain(now, time.monotonic() + seconds if seconds else None))
 
 
-def run_processes(database_url: str, workers: int, now: datetime) -> tuple[float, list[int]]:
+def run_processes(
+    database_url: str, workers: int, now: datetime, settings: dict | None = None
+) -> tuple[float, list[int]]:
+    """`workers` processes draining the settlement side by side: (seconds from start to the last, items each)."""
     ctx = multiprocessing.get_context("spawn")
     ready, start, results = ctx.Queue(), ctx.Event(), ctx.Queue()
     procs = [
-        ctx.Process(target=_process_worker, args=(database_url, now, ready, start, results))
+        ctx.Process(target=_process_worker, args=(database_url, now, settings or {}, ready, start, results))
         for _ in range(workers)
     ]
     for p in procs:
@@ -307,22 +321,6 @@ def run_processes(database_url: str, workers: int, now: datetime) -> tuple[float
     for p in procs:
         p.join()
     return elapsed, counts
-
-
-def run_threads(app, workers: int, now: datetime) -> tuple[float, list[int]]:
-    counts: list[int] = []
-
-    def work() -> None:
-        with app.app_context():
-            counts.append(drain(now))
-
-    threads = [threading.Thread(target=work) for _ in range(workers)]
-    began = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return time.perf_counter() - began, counts
 
 
 def check(database_url: str, campaign_id: int, n: int) -> str:
@@ -349,13 +347,14 @@ def check(database_url: str, campaign_id: int, n: int) -> str:
         at_gateway = db.session.scalar(select(func.count(SandboxCharge.id)))
         db.session.remove()
         db.engine.dispose()
+    charged = states.get(ItemState.CHARGED, 0)
     problems = []
-    if states.get(ItemState.CHARGED, 0) != n:
+    if charged != n:
         problems.append(f"items by state { ({s.value: c for s, c in states.items()}) }")
-    if succeeded != n:
-        problems.append(f"{succeeded} succeeded charges for {n} pledges")
-    if at_gateway != n:
-        problems.append(f"{at_gateway} sandbox charges for {n} pledges")
+    if succeeded != charged or at_gateway != charged:
+        problems.append(
+            f"{succeeded} succeeded charges and {at_gateway} at the sandbox for {charged} items charged"
+        )
     return "ok" if not problems else "; ".join(problems)
 
 
@@ -363,34 +362,42 @@ def check(database_url: str, campaign_id: int, n: int) -> str:
 # The rate-limited fake gateway
 # ---------------------------------------------------------------------------
 
+#: KEYS[1] the requests of the last second (a sorted set), KEYS[2] / KEYS[3] counters of
+#: requests let through / refused; ARGV[1] the limit, ARGV[2] a unique member. 1: let through.
+_WINDOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 1000000)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
+  redis.call('INCR', KEYS[3])
+  return 0
+end
+redis.call('ZADD', KEYS[1], now, ARGV[2])
+redis.call('INCR', KEYS[2])
+return 1
+"""
+
 
 class RateLimitedGateway:
-    """The sandbox behind a wall: any request beyond `rate` in the last second is answered
-    "rate limited" (Stripe's 429) without reaching it. Counts what it let through and refused."""
+    """The sandbox behind a wall: a request beyond `rate` in the last second (a sliding window
+    in Redis, on its clock, shared by every worker process) is answered "rate limited"
+    (Stripe's 429) and never reaches the sandbox."""
 
     name = "sandbox"  # the cards were saved at the sandbox; SANDBOX_RATE_LIMIT paces us
 
-    def __init__(self, rate: int) -> None:
+    def __init__(self, rate: int, key: str) -> None:
+        from redis import Redis
+
         from crowdfund.payments.sandbox import SandboxGateway
 
         self.inner = SandboxGateway()
         self.rate = rate
-        self.window: deque[float] = deque()
-        self.lock = threading.Lock()
-        self.passed = 0
-        self.refused = 0
+        self.keys = [f"{key}:window", f"{key}:passed", f"{key}:refused"]
+        self.redis = Redis.from_url(REDIS_URL)
+        self._window = self.redis.register_script(_WINDOW)
 
     def _admit(self) -> bool:
-        with self.lock:
-            now = time.monotonic()
-            while self.window and self.window[0] <= now - 1.0:
-                self.window.popleft()
-            if len(self.window) >= self.rate:
-                self.refused += 1
-                return False
-            self.window.append(now)
-            self.passed += 1
-            return True
+        return bool(self._window(keys=self.keys, args=[self.rate, secrets.token_hex(8)]))
 
     def charge(self, **kwargs):
         from crowdfund.payments.gateway import GatewayResult
@@ -424,13 +431,13 @@ class RateLimitedGateway:
 # ---------------------------------------------------------------------------
 
 
-def profile_one_worker(database_url: str, now: datetime, n: int) -> None:
+def profile_one_worker(database_url: str, now: datetime, seconds: float | None) -> None:
     app = make_app(database_url)
     with app.app_context():
         profiler = cProfile.Profile()
         began = time.perf_counter()
         profiler.enable()
-        worked = drain(now)
+        worked = drain(now, time.monotonic() + seconds if seconds else None)
         profiler.disable()
         elapsed = time.perf_counter() - began
     print(f"\nProfile of one worker: {worked} items in {elapsed:.1f} s (under cProfile)")
@@ -440,47 +447,69 @@ def profile_one_worker(database_url: str, now: datetime, n: int) -> None:
 
 
 def settle_through_sandbox(args, template: BenchDatabase, campaign_id: int, now: datetime) -> None:
+    n = args.pledges
     for workers in args.workers:
         copy = Copy(template, workers)
         try:
-            elapsed, counts = run_processes(copy.url, workers, now)
-            verdict = check(copy.url, campaign_id, args.pledges)
+            elapsed, counts = run_processes(copy.url, workers, now, {"seconds": args.seconds})
+            verdict = check(copy.url, campaign_id, n) if sum(counts) >= n else "not all settled (time cap)"
         finally:
             copy.drop()
+        done = sum(counts)
+        rate = done / elapsed
+        projected = "" if done >= n else f"; all {n} would take about {n / rate:,.0f} s"
         print(
-            f"sandbox, {workers} worker process(es): {args.pledges} pledges in {elapsed:.1f} s = "
-            f"{args.pledges / elapsed:,.0f} pledges/s (items worked per worker {counts}); check: {verdict}"
+            f"sandbox, {workers} worker process(es): {done} of {n} pledges in {elapsed:.1f} s = "
+            f"{rate:,.0f} pledges/s{projected} (items per worker {counts}); check: {verdict}"
         )
     if args.profile:
         copy = Copy(template, 99)
         try:
-            profile_one_worker(copy.url, now, args.pledges)
+            profile_one_worker(copy.url, now, args.seconds)
         finally:
             copy.drop()
 
 
 def settle_through_rate_limited(args) -> None:
+    from redis import Redis
+    from redis.exceptions import RedisError
+
     n = args.limited_pledges
+    try:
+        Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
+    except RedisError as exc:
+        print(
+            f"rate-limited run skipped: the fake gateway counts in Redis at {REDIS_URL}, unreachable ({exc})"
+        )
+        return
+    key = f"hf-bench-{secrets.token_hex(4)}"
     database = BenchDatabase(args.database_url)
     try:
         campaign_id, now = seed(database.url, n)
         open_settlement(database.url, campaign_id, now)
-        app = make_app(database.url, SANDBOX_RATE_LIMIT=args.limit)
-        gateway = RateLimitedGateway(args.gateway_rate)
-        app.extensions["payments.gateway"] = gateway
-        elapsed, counts = run_threads(app, 4, now)
-        with app.app_context():
-            from crowdfund.extensions import db
-
-            db.engine.dispose()
+        settings = {
+            "fake_rate": args.gateway_rate,
+            "fake_key": key,
+            # Our limiter: one bucket in Redis shared by the worker processes.
+            "config": {
+                "SANDBOX_RATE_LIMIT": args.limit,
+                "RATELIMIT_STORAGE_URI": REDIS_URL,
+                "RATELIMIT_KEY_PREFIX": key,
+            },
+        }
+        elapsed, counts = run_processes(database.url, args.limited_workers, now, settings)
         verdict = check(database.url, campaign_id, n)
     finally:
         database.drop()
+        client = Redis.from_url(REDIS_URL)
+        passed, refused = (int(client.get(f"{key}:{name}") or 0) for name in ("passed", "refused"))
+        client.delete(*client.keys(f"{key}*"))
     floor = n / args.gateway_rate
     print(
-        f"fake gateway at {args.gateway_rate}/s, limiter at {args.limit}/s, 4 worker threads: {n} pledges in "
-        f"{elapsed:.1f} s; floor {floor:.1f} s; ratio {elapsed / floor:.3f} (target ≤ 1.1); "
-        f"requests let through {gateway.passed}, refused (429) {gateway.refused}; check: {verdict}"
+        f"fake gateway at {args.gateway_rate}/s, our limiter at {args.limit:g}/s (shared in Redis), "
+        f"{args.limited_workers} worker processes: {n} pledges in {elapsed:.1f} s; floor n/{args.gateway_rate} = "
+        f"{floor:.1f} s; ratio {elapsed / floor:.3f} (target <= 1.1); requests let through {passed}, "
+        f"refused as rate limited {refused}; check: {verdict}"
     )
 
 
@@ -492,8 +521,20 @@ def main() -> None:
     parser.add_argument("--limited-pledges", type=int, default=1_000, help="0 skips the rate-limited run")
     parser.add_argument("--gateway-rate", type=int, default=25, help="requests/s the fake gateway allows")
     parser.add_argument("--limit", type=float, default=24, help="our limiter's requests/s for that run")
+    parser.add_argument("--limited-workers", type=int, default=4, help="worker processes for that run")
+    parser.add_argument(
+        "--seconds", type=float, help="stop the sandbox workers after this long and project the rate"
+    )
     parser.add_argument("--profile", action="store_true", help="profile one worker with cProfile")
+    parser.add_argument(
+        "--synchronous-commit",
+        choices=["on", "off"],
+        default="on",
+        help="PostgreSQL: off lets a commit return before its WAL is on disk (what fsync costs)",
+    )
     args = parser.parse_args()
+    if args.synchronous_commit == "off":
+        os.environ["PGOPTIONS"] = f"{os.environ.get('PGOPTIONS', '')} -c synchronous_commit=off".strip()
 
     if args.pledges:
         template = BenchDatabase(args.database_url)
