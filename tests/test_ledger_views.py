@@ -6,16 +6,27 @@ import hashlib
 import json
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, func, select
 
-from crowdfund.accounts.models import Role
+from crowdfund.accounts.models import Organisation, Role
 from crowdfund.campaigns.models import CampaignState
+from crowdfund.extensions import db as database
 from crowdfund.ledger import postings, service, views
-from crowdfund.ledger.models import LedgerError, canonical_content
+from crowdfund.ledger.models import (
+    LedgerAccount,
+    LedgerEntry,
+    LedgerError,
+    LedgerTransaction,
+    canonical_content,
+)
 from crowdfund.ledger.service import Leg
 from crowdfund.money import Money
-from tests.factories import login, make_campaign, make_user
+from crowdfund.payments import service as payments
+from crowdfund.settlement import service as settlement
+from crowdfund.settlement.models import SettlementState
+from tests.factories import login, make_campaign, make_user, operator
 from tests.factories.ledger import post_charge, release, transfer
+from tests.settlement_world import DAY, campaign_with_pledges, close
 from tests.test_ledger import tamper
 
 
@@ -51,7 +62,11 @@ def test_the_money_trail_shows_figures_transactions_and_the_head_hash(client, db
         "money_in": "¥150.00",
         "refunded": "¥20.00",
         "fees": "¥4.00",
-        "paid_out": "¥76.00",
+        "platform_fee": "¥4.00",
+        "processing_fee": "¥0.00",
+        "released": "¥76.00",
+        "paid_out": "¥0.00",  # released, not paid out yet
+        "recovered": "¥0.00",
         "held_in_escrow": "¥50.00",
         "corrections": "¥0.00",
     }
@@ -70,7 +85,8 @@ def test_the_json_trail_lets_anyone_recompute_each_hash(client, db):
     body = client.get(f"/campaigns/{campaign.slug}/money-trail.json").get_json()
     assert body["figures"]["money_in"]["amount"] == 15_000
     assert body["figures"]["held_in_escrow"]["amount"] == 5_000
-    assert body["figures"]["paid_out"]["amount"] == 7_600
+    assert body["figures"]["released"]["amount"] == 7_600
+    assert body["figures"]["paid_out"]["amount"] == 0
     assert body["figures"]["fees"]["amount"] == 400
     assert body["figures"]["refunded"]["amount"] == 2_000
     assert body["pagination"]["total"] == 4
@@ -162,6 +178,83 @@ def test_reversals_show_as_corrections_and_the_figures_still_add_up(client, db):
     assert figures["money_in"]["amount"] == 4_000
     assert figures["corrections"]["amount"] == -3_000
     assert figures["held_in_escrow"]["amount"] == 1_000
+
+
+def _settled_campaign(app, pledges: int = 4, amount: int = 10_001):
+    """A campaign settled by the settlement service: charged at close, fees, release, payout."""
+    app.config["PROCESSING_FEE_BP"] = 290
+    app.config["PROCESSING_FEE_FIXED"] = 30
+    campaign, pledge_ids = campaign_with_pledges(pledges, amount=amount)
+    org = database.session.get(Organisation, campaign.organisation_id)
+    payments.save_sandbox_bank_details(org, bank_name="Bank", account_number="12345678")
+    closed = close(campaign)
+    settlement.open_settlement(campaign.id, now=closed)
+    settlement.process_due_items(now=closed)
+    assert settlement.finalise_due_settlements(now=closed + 14 * DAY) == 1
+    database.session.expire_all()
+    return campaign, pledge_ids, settlement.settlement_for(campaign.id)
+
+
+def _sums_by_kind(campaign) -> dict[tuple[str, str, str], int]:
+    """(kind, account purpose, side) -> the sum of the campaign's entries, straight from the tables."""
+    rows = database.session.execute(
+        select(LedgerTransaction.kind, LedgerAccount.purpose, LedgerEntry.side, func.sum(LedgerEntry.amount))
+        .join(LedgerEntry, LedgerEntry.transaction_id == LedgerTransaction.id)
+        .join(LedgerAccount, LedgerAccount.id == LedgerEntry.account_id)
+        .where(LedgerTransaction.campaign_id == campaign.id)
+        .group_by(LedgerTransaction.kind, LedgerAccount.purpose, LedgerEntry.side)
+    )
+    return {(str(k), p.value, side.value): int(total) for k, p, side, total in rows}
+
+
+def test_a_settled_campaigns_trail_shows_fees_the_payout_and_an_empty_escrow(app, client, db):
+    campaign, _, s = _settled_campaign(app)
+    assert s.state is SettlementState.SETTLED
+    figures = client.get(f"/campaigns/{campaign.slug}/money-trail.json").get_json()["figures"]
+    amount = {name: value["amount"] for name, value in figures.items()}
+    assert amount["money_in"] == s.collected_amount == 4 * 10_001
+    assert amount["platform_fee"] == s.platform_fee_amount == 4 * 10_001 * 500 // 10_000 > 0
+    assert amount["processing_fee"] == s.processing_fee_amount == 4 * (10_001 * 290 // 10_000 + 30)
+    assert amount["fees"] == s.platform_fee_amount + s.processing_fee_amount
+    assert amount["released"] == amount["paid_out"] == s.paid_out_amount > 0
+    assert amount["held_in_escrow"] == 0 == service.balance_of_escrow(campaign.id, "CNY").amount
+    assert amount["refunded"] == amount["recovered"] == amount["corrections"] == 0
+    # Each figure is the campaign's entries of one kind, summed independently here.
+    sums = _sums_by_kind(campaign)
+    assert sums[("charge", "campaign_escrow", "credit")] == amount["money_in"]
+    assert sums[("platform_fee", "campaign_escrow", "debit")] == amount["platform_fee"]
+    assert sums[("processing_fee", "campaign_escrow", "debit")] == amount["processing_fee"]
+    assert sums[("release", "campaign_escrow", "debit")] == sums[("release", "org_payable", "credit")]
+    assert sums[("release", "org_payable", "credit")] == amount["released"]
+    assert sums[("payout", "org_payable", "debit")] == amount["paid_out"]
+    assert service.verify_ledger().ok
+
+    page = client.get(f"/campaigns/{campaign.slug}/money-trail").get_data(as_text=True)
+    assert "Settled." in page and "escrow holds nothing" in page
+    assert 'data-figure="held_in_escrow">¥0.00<' in page
+    assert f'data-figure="paid_out">{Money(s.paid_out_amount, "CNY").format()}<' in page
+    assert "Released but not paid out yet" not in page
+
+
+def test_a_refund_after_the_payout_shows_as_refunded_and_recovered(app, client, db):
+    campaign, pledge_ids, s = _settled_campaign(app, pledges=3, amount=5_000)
+    settlement.refund_item(operator(), pledge_ids[0], None, "Reward never shipped")
+    figures = client.get(f"/campaigns/{campaign.slug}/money-trail.json").get_json()["figures"]
+    assert figures["refunded"]["amount"] == figures["recovered"]["amount"] == 5_000
+    assert figures["held_in_escrow"]["amount"] == 0 and figures["corrections"]["amount"] == 0
+    assert figures["paid_out"]["amount"] == s.paid_out_amount  # the payout stands; the organisation owes it
+    assert service.verify_ledger().ok
+
+
+def test_a_campaign_before_settlement_holds_its_money_in_escrow(app, client, db):
+    campaign, _ = campaign_with_pledges(2, amount=3_000)
+    closed = close(campaign)
+    settlement.open_settlement(campaign.id, now=closed)
+    settlement.process_due_items(now=closed)
+    figures = client.get(f"/campaigns/{campaign.slug}/money-trail.json").get_json()["figures"]
+    assert figures["money_in"]["amount"] == figures["held_in_escrow"]["amount"] == 6_000
+    assert figures["fees"]["amount"] == figures["released"]["amount"] == figures["paid_out"]["amount"] == 0
+    assert "Settled." not in client.get(f"/campaigns/{campaign.slug}/money-trail").get_data(as_text=True)
 
 
 def test_the_trail_is_paginated_and_its_query_count_does_not_grow(client, db, monkeypatch):

@@ -723,13 +723,24 @@ class _Verifier:
 # --- the public money trail -----------------------------------------------------------
 @dataclass
 class MoneyTrail:
-    """A campaign's money as the ledger records it; everything in the campaign's currency."""
+    """A campaign's money as the ledger records it; everything in the campaign's currency.
+
+    Each figure is a sum of the campaign's ledger entries of one `TransactionKind` on one
+    kind of account (`TRAIL_FIGURES`), so the figures tie to the ledger `flask ledger
+    verify` checks: money in − refunded − platform fee − processing fee − released +
+    recovered + corrections = held in escrow, the escrow account's own balance. Paid out
+    is what left the organisation's (or provider's) payable for its bank account, out of
+    what was released.
+    """
 
     currency: str
     money_in: Money
     refunded: Money
-    fees: Money
+    platform_fee: Money
+    processing_fee: Money
+    released: Money
     paid_out: Money
+    recovered: Money
     #: Net effect of reversals and other corrections on the escrow, so the figures add up.
     corrections: Money
     held_in_escrow: Money
@@ -745,8 +756,42 @@ class MoneyTrail:
     def pages(self) -> int:
         return max(1, -(-self.total_transactions // self.per_page))
 
+    @property
+    def fees(self) -> Money:
+        """The platform fee and the processing fee together."""
+        return self.platform_fee + self.processing_fee
 
-_PAYABLE_PURPOSES = (AccountPurpose.ORG_PAYABLE, AccountPurpose.PROVIDER_PAYABLE)
+
+_PAYABLE_PURPOSES = frozenset({AccountPurpose.ORG_PAYABLE, AccountPurpose.PROVIDER_PAYABLE})
+_ESCROW = frozenset({AccountPurpose.CAMPAIGN_ESCROW})
+_FEE_REVENUE = frozenset({AccountPurpose.PLATFORM_FEE_REVENUE})
+#: figure -> (the kinds it sums, the accounts it sums them on, the side that adds to it);
+#: entries on the other side subtract. Escrow means the campaign's own escrow.
+TRAIL_FIGURES: dict[str, tuple[frozenset[TransactionKind], frozenset[AccountPurpose], Side]] = {
+    "money_in": (frozenset({TransactionKind.CHARGE}), _ESCROW, Side.CREDIT),
+    "refunded": (frozenset({TransactionKind.REFUND}), _ESCROW, Side.DEBIT),
+    "platform_fee": (
+        frozenset({TransactionKind.PLATFORM_FEE, TransactionKind.RELEASE}),
+        _FEE_REVENUE,
+        Side.CREDIT,
+    ),
+    "processing_fee": (frozenset({TransactionKind.PROCESSING_FEE}), _ESCROW, Side.DEBIT),
+    "released": (frozenset({TransactionKind.RELEASE}), _PAYABLE_PURPOSES, Side.CREDIT),
+    "paid_out": (frozenset({TransactionKind.PAYOUT}), _PAYABLE_PURPOSES, Side.DEBIT),
+    "recovered": (frozenset({TransactionKind.RECOVERY}), _ESCROW, Side.CREDIT),
+}
+
+
+def _trail_figures(rows, escrow_id: int | None) -> dict[str, int]:
+    """Sum the grouped entries (kind, purpose, account id, side, total) into `TRAIL_FIGURES`."""
+    figures = dict.fromkeys(TRAIL_FIGURES, 0)
+    for kind, purpose, account_id, side, total in rows:
+        if purpose is AccountPurpose.CAMPAIGN_ESCROW and account_id != escrow_id:
+            continue  # never happens (one escrow per campaign); not this campaign's escrow anyway
+        for name, (kinds, purposes, adds) in TRAIL_FIGURES.items():
+            if kind in kinds and purpose in purposes:
+                figures[name] += int(total or 0) if side is adds else -int(total or 0)
+    return figures
 
 
 def campaign_money_trail(campaign, page: int = 1, per_page: int = 50) -> MoneyTrail:
@@ -771,22 +816,16 @@ def campaign_money_trail(campaign, page: int = 1, per_page: int = 50) -> MoneyTr
         .where(LedgerTransaction.campaign_id == campaign.id, LedgerEntry.currency == currency)
         .group_by(LedgerTransaction.kind, LedgerAccount.purpose, LedgerAccount.id, LedgerEntry.side)
     ).all()
-    money_in = refunded = fees = paid_out = 0
-    for kind, purpose, account_id, side, total in rows:
-        total = int(total or 0)
-        on_escrow = escrow is not None and account_id == escrow.id
-        if on_escrow and kind == TransactionKind.CHARGE and side is Side.CREDIT:
-            money_in += total
-        elif on_escrow and kind == TransactionKind.REFUND and side is Side.DEBIT:
-            refunded += total
-        elif purpose is AccountPurpose.PLATFORM_FEE_REVENUE:
-            fees += total if side is Side.CREDIT else -total
-        elif purpose in _PAYABLE_PURPOSES and side is Side.CREDIT:
-            paid_out += total
-        elif purpose in _PAYABLE_PURPOSES and kind == TransactionKind.REVERSAL:
-            paid_out -= total
-    held = escrow.balance_amount if escrow is not None else 0
-    corrections = held - (money_in - refunded - fees - paid_out)
+    f = _trail_figures(rows, escrow.id if escrow is not None else None)
+    held = account_balance(escrow).amount if escrow is not None else 0
+    accounted = (
+        f["money_in"]
+        - f["refunded"]
+        - f["platform_fee"]
+        - f["processing_fee"]
+        - f["released"]
+        + f["recovered"]
+    )
 
     page = max(1, page)
     total_transactions = (
@@ -813,11 +852,8 @@ def campaign_money_trail(campaign, page: int = 1, per_page: int = 50) -> MoneyTr
     head_sequence, head_hash = chain_head()
     return MoneyTrail(
         currency=currency,
-        money_in=Money(money_in, currency),
-        refunded=Money(refunded, currency),
-        fees=Money(fees, currency),
-        paid_out=Money(paid_out, currency),
-        corrections=Money(corrections, currency),
+        **{name: Money(amount, currency) for name, amount in f.items()},
+        corrections=Money(held - accounted, currency),
         held_in_escrow=Money(held, currency),
         escrow_account_id=escrow.id if escrow is not None else None,
         transactions=transactions,

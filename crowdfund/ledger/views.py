@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from crowdfund.accounts.permissions import operator_required
-from crowdfund.campaigns.models import PUBLIC_STATES, Campaign
+from crowdfund.campaigns.models import PUBLIC_STATES, Campaign, CampaignState
 from crowdfund.extensions import db
 from crowdfund.ledger import service
 from crowdfund.ledger.forms import KeySearchForm
@@ -20,6 +20,19 @@ from crowdfund.ledger.models import AccountPurpose, LedgerAccount, LedgerEntry, 
 bp = Blueprint("ledger", __name__)
 
 TRAIL_PER_PAGE = 50
+#: The money trail's figures, as the JSON names them (and the page's `data-figure`).
+FIGURES = (
+    "money_in",
+    "refunded",
+    "fees",
+    "platform_fee",
+    "processing_fee",
+    "released",
+    "paid_out",
+    "recovered",
+    "corrections",
+    "held_in_escrow",
+)
 OPERATOR_PER_PAGE = 50
 CHAIN_PAGE_LIMIT = 500
 
@@ -51,6 +64,7 @@ def money_trail(slug: str):
         "ledger/money_trail.html",
         campaign=campaign,
         trail=trail,
+        settled=campaign.state is CampaignState.SETTLED,
         campaign_url=campaign_url,
         public_account_label=service.public_account_label,
     )
@@ -66,16 +80,20 @@ def money_trail_json(slug: str):
 
     return jsonify(
         {
-            "campaign": {"id": campaign.id, "slug": campaign.slug, "title": campaign.title},
-            "currency": trail.currency,
-            "figures": {
-                "money_in": money(trail.money_in),
-                "fees": money(trail.fees),
-                "paid_out": money(trail.paid_out),
-                "refunded": money(trail.refunded),
-                "corrections": money(trail.corrections),
-                "held_in_escrow": money(trail.held_in_escrow),
+            "campaign": {
+                "id": campaign.id,
+                "slug": campaign.slug,
+                "title": campaign.title,
+                "state": campaign.state.value,
             },
+            "currency": trail.currency,
+            "figures": {name: money(getattr(trail, name)) for name in FIGURES},
+            "figures_add_up": (
+                "money_in - refunded - platform_fee - processing_fee - released + recovered + corrections "
+                "= held_in_escrow (the escrow account's balance); fees = platform_fee + processing_fee; "
+                "paid_out is what was sent on from what was released. Each figure sums the campaign's "
+                "entries of one transaction kind on one kind of account."
+            ),
             "escrow_account_id": trail.escrow_account_id,
             "transactions": [service.public_transaction(t) for t in trail.transactions],
             "pagination": {
