@@ -146,6 +146,9 @@ class Config:
 class DevelopmentConfig(Config):
     ENV_NAME = "development"
     SECRET_KEY = os.environ.get("SECRET_KEY", "dev-only-secret-not-for-production")
+    #: `make run`'s sandbox keeps Stripe's processing fee, so the demo's settlements show one.
+    PROCESSING_FEE_BP = int(os.environ.get("PROCESSING_FEE_BP", 290))
+    PROCESSING_FEE_FIXED = int(os.environ.get("PROCESSING_FEE_FIXED", 30))
 
 
 class ProductionConfig(Config):

@@ -21,8 +21,9 @@ def seed_command() -> None:
     )
     click.echo(
         f"Money: {result.cards_saved} sandbox cards saved, {result.investor_profiles} investor profiles, "
-        f"{result.pledges_placed} pledges placed."
+        f"{result.pledges_placed} pledges placed, {result.payout_accounts} payout accounts set up."
     )
+    click.echo(f"Jobs run as of {result.job_runs} past moments (closes, settlement retries and payouts).")
     for line in result.skipped:
         click.echo(f"  skipped: {line}")
     click.echo("")

@@ -609,7 +609,7 @@ A loan to install telemedicine kiosks in village clinics. *Story to be finished.
         goal=150_000,
         title="SightLine: screening for diabetic eye disease with a phone",
         summary="Help build an open dataset and a free app that screens for diabetic retinopathy with a clip-on lens.",
-        state=S.SUCCEEDED,
+        state=S.SETTLED,
         started_days_ago=60,
         ends_in_days=-15,
         story="""\
@@ -662,6 +662,139 @@ We equipped our first four posts last year: not one dose has been lost since.
 """,
         terms={"beneficiary_name": "Community Health Workers Alliance", "is_patient_aid": False},
     ),
+    DemoCampaign(
+        key="quietcuff-talking-blood-pressure-monitor",
+        org="heartline",
+        kind=K.REWARD,
+        category=C.MEDICAL_DEVICES,
+        currency="CNY",
+        goal=30_000,
+        title="QuietCuff: a blood-pressure monitor that reads aloud",
+        summary="An upper-arm monitor that speaks each reading in Mandarin or Cantonese, for people who cannot read a small screen.",
+        state=S.SETTLED,
+        started_days_ago=52,
+        ends_in_days=-22,
+        story="""\
+# A reading you can hear
+
+Older people with high blood pressure are asked to measure it at home every day, but many
+cannot read the small digits of a home monitor, and some cannot read at all.
+
+**QuietCuff** speaks every reading aloud, says whether it is in the normal range, and
+keeps the last 60 readings for the village doctor.
+
+## What the campaign paid for
+
+- The voice module and its recordings in Mandarin and Cantonese
+- The first production run of 1,000 monitors
+- Training materials for village doctors
+
+## Thank you
+
+The campaign reached its goal; every backer's card was charged when it closed and the
+money went to Heartline through HealthFund's settlement. See the money trail.
+""",
+        tiers=(
+            _tier("Thank you", 30, None, None, "Our thanks and the production updates.", ""),
+            _tier(
+                "One QuietCuff",
+                260,
+                400,
+                3,
+                "One monitor with a standard and a large cuff.",
+                "Mainland China",
+            ),
+            _tier(
+                "Clinic set of five",
+                1_200,
+                40,
+                3,
+                "Five monitors and a printed guide for the clinic's patients.",
+                "Mainland China",
+            ),
+        ),
+    ),
+    DemoCampaign(
+        key="caredose-fall-alert-pendant",
+        org="caredose",
+        kind=K.REWARD,
+        category=C.MEDICAL_DEVICES,
+        currency="USD",
+        goal=50_000,
+        title="CareDose Guardian: a fall-alert pendant",
+        summary="A pendant that detects a fall and calls family, without a monthly contract.",
+        state=S.FAILED,
+        started_days_ago=40,
+        ends_in_days=-5,
+        story="""\
+# Help when nobody is in the room
+
+One in four people over 65 falls each year; many cannot get up or reach a phone.
+
+## What we wanted to build
+
+- A pendant that detects falls with an accelerometer and a barometer
+- A cellular link that calls two family members, with no monthly fee
+
+## What happened
+
+The campaign did not reach its goal. It was all-or-nothing: nobody was charged, and every
+pledge was released when it closed.
+""",
+        tiers=(
+            _tier("Supporter", 10, None, None, "Our thanks and news of what we do next.", ""),
+            _tier("Guardian pendant", 129, 500, 6, "One pendant with its charger.", "United States"),
+            _tier(
+                "Pendant + 12 months of family alerts",
+                249,
+                300,
+                6,
+                "One pendant and a year of text alerts for up to three family members.",
+                "United States",
+            ),
+        ),
+    ),
+    DemoCampaign(
+        key="riverside-home-knee-rehab-kit",
+        org="riverside",
+        kind=K.REWARD,
+        category=C.CLINICS_CARE,
+        currency="USD",
+        goal=1_200,
+        title="Riverside: a home knee-rehab kit",
+        summary="Resistance bands, a balance pad and video sessions with our therapists, for recovery at home.",
+        started_days_ago=25,
+        ends_in_days=2,
+        story="""\
+# Recovery does not stop at the clinic door
+
+After a knee replacement, the exercises done at home decide how well the knee bends a
+year later. Many patients stop because they are unsure they are doing them right.
+
+## The kit
+
+- Three resistance bands and a balance pad
+- A printed six-week programme
+- Video check-ins with one of our therapists
+
+## Why a campaign
+
+The kits are cheap, the therapists' time is not: the campaign pays for the first 200 kits
+and the video sessions.
+""",
+        tiers=(
+            _tier("Thank you", 10, None, None, "Our thanks and the programme as a PDF.", ""),
+            _tier("Home rehab kit", 89, 200, 1, "The kit and the printed programme.", "United States"),
+            _tier(
+                "Kit + six video sessions",
+                249,
+                40,
+                1,
+                "The kit and six 20-minute video sessions with a therapist.",
+                "United States",
+            ),
+        ),
+    ),
 )
 
 
@@ -686,6 +819,14 @@ PROFILES = {
     "backer10@healthfund.example": DemoProfile("USD", 70_000, 60_000),
     "backer11@healthfund.example": DemoProfile("USD", 180_000, 400_000),
 }
+
+#: Cards some backers saved before their sandbox 4242 card (which stays their default):
+#: Li Na's old card is saved fine, but the bank declines every charge on it.
+EXTRA_CARDS = {"backer3@healthfund.example": "4000 0000 0000 0341"}
+
+#: The live campaign that ends soon after the seed: close it and watch it settle with
+#: `flask jobs tick --now …` (see README, "Demo").
+ENDING_SOON = "riverside-home-knee-rehab-kit"
 
 #: Where shipped rewards go.
 ADDRESSES = {
@@ -722,6 +863,8 @@ class DemoPledge:
     #: When it was placed, as a fraction of the campaign's time open so far (of all of it
     #: once closed); None: when the seed runs (donations to open campaigns are charged then).
     at: float | None = None
+    #: The saved card it is paid with, by its last four digits (None: the backer's default).
+    card: str | None = None
 
     @property
     def token(self) -> str:
@@ -740,6 +883,11 @@ def _pledges() -> tuple[DemoPledge, ...]:
         "help-xiaoyu-beat-leukaemia",
         "train-community-health-workers",
         "sightline-retinal-screening",
+    )
+    quietcuff, guardian, rehab = (
+        "quietcuff-talking-blood-pressure-monitor",
+        "caredose-fall-alert-pendant",
+        ENDING_SOON,
     )
     P = DemoPledge
     b = _backer
@@ -806,6 +954,31 @@ def _pledges() -> tuple[DemoPledge, ...]:
         P(b(6), sightline, amount=3_000, at=0.70),
         P(b(1), sightline, amount=2_000, at=0.85),
         P(b(None), sightline, amount=500, at=0.95),
+        # Settled: charged when it closed; Li Na's card was declined on every try until the
+        # grace period ended, so her pledge was dropped; fees taken and the rest paid out.
+        P(b(5), quietcuff, tier=2, quantity=12, at=0.10),
+        P(b(2), quietcuff, tier=2, quantity=10, at=0.20),
+        P(b(3), quietcuff, tier=2, quantity=6, at=0.35, card="0341"),
+        P(b(6), quietcuff, tier=2, quantity=5, at=0.45),
+        P(b(1), quietcuff, tier=1, quantity=2, at=0.60),
+        P(b(4), quietcuff, tier=0, extra=270, at=0.70),
+        P(b(None), quietcuff, tier=0, extra=70, at=0.80),
+        P(b(12), quietcuff, amount=500, at=0.90),
+        # Failed (all-or-nothing, far from its goal): released at close, nobody charged.
+        P(b(None), guardian, tier=1, at=0.15),
+        P(b(7), guardian, tier=2, at=0.30),
+        P(b(9), guardian, tier=1, at=0.50),
+        P(b(10), guardian, tier=0, extra=15, at=0.65),
+        P(b(11), guardian, amount=100, at=0.80),
+        # Ends soon, past its goal: the newcomer closes it and watches it settle.
+        P(b(7), rehab, tier=1, at=0.10),
+        P(b(8), rehab, tier=2, quantity=2, at=0.20),
+        P(b(9), rehab, tier=1, at=0.30),
+        P(b(10), rehab, tier=2, at=0.45),
+        P(b(11), rehab, tier=1, quantity=2, at=0.55),
+        P(b(12), rehab, tier=0, extra=40, at=0.70),
+        P(b(None), rehab, tier=1, at=0.80),
+        P(b(1), rehab, amount=300, at=0.90),
     )
 
 

@@ -7,13 +7,22 @@ campaigner writes a draft, adds reward tiers and a cover, submits it; an operato
 it, and `launch_due_campaigns` puts it live on its start date. Backers save the sandbox
 test card 4242 4242 4242 4242 and state investor profiles; every pledge is placed with
 `place_pledge` exactly as the pledge form places it (donations are charged through the
-sandbox gateway at once, so the ledger shows them). The closed campaign receives its
-donations while it is open and is then closed by `close_campaign_if_due` as of its end.
+sandbox gateway at once, so the ledger shows them). Verified organisations save sandbox
+bank details, so they can be paid out.
+
+The closed campaigns are then closed and settled by the real periodic jobs
+(`crowdfund.jobs.run_jobs`), run as of the moments that mattered: each campaign's end,
+the settlement's retry days, the end of its grace period and its payout date
+(SETTLEMENT_RETRY_DAYS, SETTLEMENT_GRACE_DAYS, PAYOUT_DELAY_DAYS after the close), in
+time order. So QuietCuff is charged at close, Li Na's card (4000 0000 0000 0341) is
+declined on every try until her pledge is dropped, fees are posted and the rest is paid
+out; CareDose Guardian missed its goal and its pledges are released, nobody charged.
 The counters (`raised_amount`, `backer_count`, tiers' `claimed`) are the pledges' own.
 
 Idempotent: whatever exists is found (see `crowdfund.demo.data`) and left as it is, so a
 second run creates nothing and changes nothing. One approved campaign starts 30 seconds
-after the first run: `make run`'s jobs put it live while you watch.
+after the first run: `make run`'s jobs put it live while you watch; one live campaign
+(`ENDING_SOON`) ends two days after the first run, for `flask jobs tick --now …`.
 """
 
 from __future__ import annotations
@@ -22,12 +31,12 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
+from flask import current_app
 from sqlalchemy import select
 
 from crowdfund.accounts import service as accounts
 from crowdfund.accounts.models import Organisation, Role, User, VerificationStatus
 from crowdfund.campaigns import service as campaigns
-from crowdfund.campaigns.lifecycle import close_campaign_if_due
 from crowdfund.campaigns.models import Campaign, CampaignKind, CampaignState
 from crowdfund.demo.covers import draw_cover
 from crowdfund.demo.data import (
@@ -35,6 +44,7 @@ from crowdfund.demo.data import (
     BACKERS,
     CAMPAIGNS,
     DEMO_PASSWORD,
+    EXTRA_CARDS,
     ORGS,
     PLEDGES,
     PROFILES,
@@ -48,16 +58,21 @@ from crowdfund.engine import service as engine
 from crowdfund.engine.models import Pledge
 from crowdfund.errors import DomainError
 from crowdfund.extensions import db
+from crowdfund.jobs import run_jobs
 from crowdfund.models_base import utcnow
 from crowdfund.money import Money
 from crowdfund.payments import service as payments
+from crowdfund.payments.models import PaymentMethod
 from crowdfund.review import service as review
+from crowdfund.settlement import service as settlement
 
 S = CampaignState
 #: How far the review steps lie before a campaign's start.
 SUBMITTED_BEFORE_START = timedelta(days=4)
 APPROVED_BEFORE_START = timedelta(days=2)
 APPROVAL_COMMENT = "Identity, registration and health credentials checked."
+#: Demo campaigns that have closed by the time the seed runs.
+CLOSED = frozenset({S.SUCCEEDED, S.FAILED, S.SETTLED})
 
 
 @dataclass
@@ -69,6 +84,9 @@ class SeedResult:
     cards_saved: int = 0
     investor_profiles: int = 0
     pledges_placed: int = 0
+    payout_accounts: int = 0
+    #: Moments in the past the periodic jobs were run as of (closes, retries, payouts).
+    job_runs: int = 0
     #: Steps the services refused (e.g. a pledge to a campaign that has closed since the first seed).
     skipped: list[str] = field(default_factory=list)
 
@@ -115,6 +133,17 @@ def _organisation(spec: DemoOrg, owner: User, operator: User, result: SeedResult
     if spec.verified and org.verification_status is not VerificationStatus.VERIFIED:
         org = accounts.set_verification_status(operator, org.id, VerificationStatus.VERIFIED)
     return org
+
+
+def _payout_account(spec: DemoOrg, org: Organisation, result: SeedResult) -> None:
+    """A verified organisation's sandbox bank details, so settlement can pay it out."""
+    if not spec.verified or payments.payout_destination(org.id) is not None:
+        return
+    digits = int(hashlib.sha256(spec.registration_number.encode()).hexdigest(), 16) % 10**10
+    payments.save_sandbox_bank_details(
+        org, bank_name="HealthFund Sandbox Bank", account_number=f"{digits:010d}"
+    )
+    result.payout_accounts += 1
 
 
 # --- campaigns -------------------------------------------------------------------------------
@@ -190,16 +219,28 @@ def _create_campaign(
 # --- money ---------------------------------------------------------------------------------
 
 
+def _save_card(user: User, number: str, result: SeedResult) -> None:
+    expiry = f"12/{(utcnow().year + 4) % 100:02d}"
+    payments.save_payment_method(user, {"number": number, "expiry": expiry, "cvc": "123", "name": user.name})
+    result.cards_saved += 1
+
+
+def _card(user: User, last4: str) -> PaymentMethod | None:
+    """The user's saved card ending in `last4`."""
+    return next((m for m in payments.list_payment_methods(user) if m.last4 == last4), None)
+
+
 def _backers_money(emails: list[str], result: SeedResult) -> None:
-    """Give each demo backer a saved sandbox card and, for some, an investor profile."""
+    """Give each demo backer a saved sandbox card (4242, their default; some an older card
+    too, `EXTRA_CARDS`) and, for some, an investor profile."""
     for email in emails:
         user = accounts.find_user_by_email(email)
         if payments.default_payment_method(user) is None:
-            expiry = f"12/{(utcnow().year + 4) % 100:02d}"
-            payments.save_payment_method(
-                user, {"number": "4242 4242 4242 4242", "expiry": expiry, "cvc": "123", "name": user.name}
-            )
-            result.cards_saved += 1
+            _save_card(user, "4242 4242 4242 4242", result)
+        extra = EXTRA_CARDS.get(email)
+        if extra is not None and _card(user, extra[-4:]) is None:
+            _save_card(user, extra, result)  # a new card becomes the default: 4242 stays it
+            payments.set_default_payment_method(user, _card(user, "4242").id)
         profile = PROFILES.get(email)
         if profile is not None and engine.get_investor_profile(user) is None:
             engine.save_investor_profile(
@@ -222,9 +263,11 @@ def _pledge_time(spec: DemoPledge, campaign: Campaign, now: datetime) -> datetim
     return min(when + timedelta(minutes=minutes), until - timedelta(minutes=1))
 
 
-def _request(spec: DemoPledge, campaign: Campaign) -> engine.PledgeRequest:
+def _request(spec: DemoPledge, campaign: Campaign, user: User) -> engine.PledgeRequest:
     cur = campaign.currency
     req = engine.PledgeRequest(idempotency_token=spec.token)
+    if spec.card is not None:
+        req.payment_method_id = _card(user, spec.card).id
     if spec.tier is not None:
         tier = next(t for t in campaign.tiers if t.position == spec.tier)
         req.tier_id, req.quantity = tier.id, spec.quantity
@@ -247,7 +290,7 @@ def _place_pledges(campaign_ids: dict[str, int], now: datetime, result: SeedResu
             continue
         try:
             engine.place_pledge(
-                user, campaign.id, _request(spec, campaign), now=_pledge_time(spec, campaign, now)
+                user, campaign.id, _request(spec, campaign, user), now=_pledge_time(spec, campaign, now)
             )
         except DomainError as exc:
             result.skipped.append(f"{spec.email} -> {spec.campaign}: {exc.message}")
@@ -255,13 +298,32 @@ def _place_pledges(campaign_ids: dict[str, int], now: datetime, result: SeedResu
         result.pledges_placed += 1
 
 
-def _close_finished(campaign_ids: dict[str, int]) -> None:
-    """Close the demo's closed campaigns as of their end, once their pledges are in."""
-    for spec in CAMPAIGNS:
-        if spec.state in (S.SUCCEEDED, S.FAILED):
-            campaign = db.session.get(Campaign, campaign_ids[spec.key])
-            if campaign.state is S.LIVE:
-                close_campaign_if_due(campaign.id, campaign.end_at)
+def _job_moments(campaign: Campaign) -> list[datetime]:
+    """When the jobs have work for a campaign that ended: its end (close, settlement opened,
+    pledges charged), each retry day, the end of the grace period, the payout date."""
+    end = campaign.end_at
+    grace = timedelta(days=int(current_app.config["SETTLEMENT_GRACE_DAYS"]))
+    payout = timedelta(days=int(current_app.config["PAYOUT_DELAY_DAYS"]))
+    return [end, *settlement.retry_schedule(end), end + grace, end + payout]
+
+
+def _run_jobs_since_the_closes(campaign_ids: dict[str, int], now: datetime, result: SeedResult) -> None:
+    """Run the periodic jobs as of every past moment the closed demo campaigns needed them,
+    in time order: they close, settle (charge, retry, drop, fees, payout) or release them."""
+    moments = sorted(
+        {
+            moment
+            for spec in CAMPAIGNS
+            if spec.state in CLOSED
+            for moment in _job_moments(db.session.get(Campaign, campaign_ids[spec.key]))
+            if moment <= now
+        }
+    )
+    for moment in moments:
+        for outcome in run_jobs(now=moment):
+            if outcome.error:
+                result.skipped.append(f"jobs as of {moment:%Y-%m-%d %H:%M}: {outcome.line()}")
+        result.job_runs += 1
 
 
 def seed_demo(now: datetime | None = None) -> SeedResult:
@@ -271,6 +333,9 @@ def seed_demo(now: datetime | None = None) -> SeedResult:
     users = {spec.email: _user(spec, result) for spec in (*USERS, *BACKERS)}
     operator = users["operator@healthfund.example"]
     orgs = {spec.key: _organisation(spec, users[spec.owner], operator, result) for spec in ORGS}
+    if payments.gateway_name() == "sandbox":
+        for spec in ORGS:
+            _payout_account(spec, orgs[spec.key], result)
     campaign_ids: dict[str, int] = {}
     for spec in CAMPAIGNS:
         org = orgs[spec.org]
@@ -287,5 +352,5 @@ def seed_demo(now: datetime | None = None) -> SeedResult:
         _place_pledges(campaign_ids, now, result)
     else:
         result.skipped.append("cards and pledges: the demo money needs PAYMENT_GATEWAY=sandbox")
-    _close_finished(campaign_ids)
+    _run_jobs_since_the_closes(campaign_ids, now, result)
     return result
