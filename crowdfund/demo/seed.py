@@ -322,7 +322,7 @@ def _run_jobs_since_the_closes(campaign_ids: dict[str, int], now: datetime, resu
     for moment in moments:
         for outcome in run_jobs(now=moment):
             if outcome.error:
-                result.skipped.append(f"jobs as of {moment:%Y-%m-%d %H:%M}: {outcome.line()}")
+                result.skipped.append(f"jobs as of {moment:%Y-%m-%d %H:%M}: {outcome.line().splitlines()[0]}")
         result.job_runs += 1
 
 
