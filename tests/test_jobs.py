@@ -28,6 +28,8 @@ def test_the_registry_lists_every_package_job_once_in_order():
         "settlement.open",
         "settlement.charge",
         "settlement.finalise",
+        "equity.lapse",
+        "equity.issue",
     ]
     assert all(isinstance(job.every, timedelta) for job in jobs.registry())
 
