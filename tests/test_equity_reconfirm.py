@@ -199,6 +199,7 @@ def test_amend_and_reconfirm_pages(app, client):
     login(client, a.user)
     page = client.get("/my/pledges").get_data(as_text=True)
     assert "reconfirm your commitment by" in page and f"/pledges/{a.id}/reconfirm" in page
+    assert "Price per share: ¥10.00 → ¥12.50" in page
     assert client.post(f"/pledges/{b.id}/reconfirm").status_code == 404  # someone else's
     assert client.post(f"/pledges/{a.id}/reconfirm").status_code == 303
     assert fresh(Pledge, a.id).shares == 40

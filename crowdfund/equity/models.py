@@ -139,6 +139,28 @@ class RoundAmendment(db.Model):
     asked: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
+    def changes(self, currency: str) -> list[tuple[str, str, str]]:
+        """(term, before, after) for each term that changed, for people."""
+        out = []
+        for name, label in CHANGE_LABELS.items():
+            old, new = self.before.get(name), self.after.get(name)
+            if old != new:
+                if name == "security_type":
+                    old, new = str(old).replace("_", " "), str(new).replace("_", " ")
+                else:
+                    old, new = Money(old, currency).format(), Money(new, currency).format()
+                out.append((label, old, new))
+        return out
+
+
+CHANGE_LABELS = {
+    "price_per_share": "Price per share",
+    "max_target": "Maximum",
+    "min_investment": "Minimum investment",
+    "pre_money_valuation": "Pre-money valuation",
+    "security_type": "Type of security",
+}
+
 
 class ReconfirmationState(enum.Enum):
     PENDING = "pending"
