@@ -53,6 +53,7 @@ def register_blueprints(app: Flask) -> None:
     from crowdfund.engine.views import bp as engine
     from crowdfund.equity.views import bp as equity
     from crowdfund.ledger.views import bp as ledger
+    from crowdfund.loans.views import bp as loans
     from crowdfund.payments.views import bp as payments
     from crowdfund.public.views import bp as public
     from crowdfund.receipts.views import bp as receipts
@@ -69,6 +70,7 @@ def register_blueprints(app: Flask) -> None:
         settlement,
         equity,
         receipts,
+        loans,
         api,
         api_tokens,
         payments,

@@ -104,6 +104,15 @@ class Config:
     #: amount in minor units (the sandbox keeps nothing by default; Stripe: 290 and 30).
     PROCESSING_FEE_BP = int(os.environ.get("PROCESSING_FEE_BP", 0))
     PROCESSING_FEE_FIXED = int(os.environ.get("PROCESSING_FEE_FIXED", 0))
+    #: Loans: days after an instalment's due date before it counts as late and the late fee is charged.
+    LOAN_GRACE_DAYS = int(os.environ.get("LOAN_GRACE_DAYS", 15))
+    #: Loans: the late fee per late instalment: "2%" (of the instalment's scheduled payment) or a
+    #: fixed amount in major units of the loan's currency ("50").
+    LOAN_LATE_FEE = os.environ.get("LOAN_LATE_FEE", "2%")
+    #: Loans: penalty interest in basis points a month on what stays overdue after the grace period.
+    LOAN_PENALTY_BP = int(os.environ.get("LOAN_PENALTY_BP", 0))
+    #: Loans: days an instalment stays unpaid after its due date before the loan is in default.
+    LOAN_DEFAULT_DAYS = int(os.environ.get("LOAN_DEFAULT_DAYS", 120))
     CAMPAIGNS_PER_PAGE = 12
     #: Pledging (engine): smallest donation and "no reward" pledge, in major units of the campaign's currency.
     DONATION_MINIMUM = int(os.environ.get("DONATION_MINIMUM", 1))

@@ -221,6 +221,40 @@ class ErrorCode(enum.StrEnum):
         200,
         "{shares} shares of {issuer} were issued to you (certificate {certificate}).",
     )
+    # loans and repayments
+    LOAN_NOT_FOUND = "loan_not_found", 404, "We could not find that loan."
+    LOAN_CLOSED = "loan_closed", 409, "This loan has been repaid in full: there is nothing left to repay."
+    REPAYMENT_AMOUNT = (
+        "repayment_amount",
+        422,
+        "Enter an amount between {minimum} and what is still owed ({outstanding}).",
+    )
+    REPAYMENT_CURRENCY = "repayment_currency", 422, "Repay this loan in {currency}."
+    REPAYMENT_DUPLICATE = (
+        "repayment_duplicate",
+        409,
+        "This repayment was already sent (repayment {number}); it was not taken twice.",
+    )
+    BANK_TRANSFER_SANDBOX_ONLY = (
+        "bank_transfer_sandbox_only",
+        409,
+        "Bank transfers are recorded by hand only in sandbox mode.",
+    )
+    REPAYMENT_NOT_REVERSIBLE = (
+        "repayment_not_reversible",
+        409,
+        "Only a repayment received and shared among the lenders can be reversed.",
+    )
+    LOAN_DEFAULTED = (
+        "loan_defaulted",
+        200,
+        "The loan to {borrower} is in default; anything recovered will be shared among the lenders as received.",
+    )
+    REPAYMENT_REVERSED = (
+        "repayment_reversed",
+        200,
+        "A repayment of {amount} by {borrower} was reversed; your share of it was taken back.",
+    )
 
 
 def _cell(text: str) -> str:

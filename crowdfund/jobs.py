@@ -62,6 +62,7 @@ def registry() -> tuple[Job, ...]:
     from crowdfund.campaigns import jobs as campaigns
     from crowdfund.engine import jobs as engine
     from crowdfund.equity import jobs as equity
+    from crowdfund.loans import jobs as loans
     from crowdfund.payments import jobs as payments
     from crowdfund.settlement import jobs as settlement
 
@@ -73,6 +74,7 @@ def registry() -> tuple[Job, ...]:
             *payments.JOBS,
             *settlement.JOBS,
             *equity.JOBS,
+            *loans.JOBS,
         )
     )
 

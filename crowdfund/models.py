@@ -7,6 +7,7 @@ from crowdfund.equity import models as equity_models  # noqa: F401
 from crowdfund.extensions import db
 from crowdfund.ledger import models as ledger_models  # noqa: F401
 from crowdfund.ledger.guards import POSTGRES_GUARDS_SQL
+from crowdfund.loans import models as loans_models  # noqa: F401
 from crowdfund.payments import models as payments_models  # noqa: F401
 from crowdfund.payments import sandbox as payments_sandbox_models  # noqa: F401
 from crowdfund.receipts import models as receipts_models  # noqa: F401

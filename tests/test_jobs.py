@@ -30,6 +30,9 @@ def test_the_registry_lists_every_package_job_once_in_order():
         "settlement.finalise",
         "equity.lapse",
         "equity.issue",
+        "loans.open",
+        "loans.repayments",
+        "loans.late",
     ]
     assert all(isinstance(job.every, timedelta) for job in jobs.registry())
 

@@ -484,10 +484,11 @@ event.listen(LedgerAccount, "before_delete", _refuse_delete)
 @event.listens_for(Session, "before_flush")
 def _refuse_late_entries(session: Session, flush_context, instances) -> None:
     """Entries are written with their transaction, never added to one already posted."""
-    for obj in session.new:
+    new = session.new  # a fresh set each time it is read: read it once
+    for obj in new:
         if isinstance(obj, LedgerEntry):
             txn = obj.transaction
-            if (txn is not None and txn not in session.new) or (
+            if (txn is not None and txn not in new) or (
                 txn is None and obj.transaction_id is not None
             ):
                 raise ImmutableLedgerError(

@@ -16,6 +16,10 @@ Money moves from the account debited to the account credited:
 - recover_from_organisation: organisation payable (what is left of it) and organisation
   receivable (the rest) -> campaign escrow, before a refund after payout; key chosen by settlement
 - repayment: clearing -> each lender's wallet; key payment:{payment_id}:repayment
+- bank_transfer_into_escrow: clearing -> campaign escrow (a borrower's bank transfer, as a
+  card charge would); key chosen by loans
+- repayment_from_escrow: campaign escrow -> each lender's wallet, one leg each (a loan
+  repayment received, split among the lenders); key chosen by loans
 - transfer: one account -> another (never escrow -> escrow); key chosen by the operator
 - reverse_transaction: the mirror image of an earlier transaction; key chosen by the caller
 
@@ -31,8 +35,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from sqlalchemy import select
+
 from crowdfund.database import unit_of_work
 from crowdfund.errors import ErrorCode
+from crowdfund.extensions import db
 from crowdfund.ledger.models import (
     AccountPurpose,
     LedgerAccount,
@@ -46,7 +53,9 @@ from crowdfund.money import Money
 
 __all__ = [
     "TransactionKind",
+    "bank_transfer_into_escrow",
     "charge_into_escrow",
+    "lender_wallets",
     "payment_key",
     "payout",
     "platform_fee",
@@ -56,6 +65,7 @@ __all__ = [
     "refund_from_escrow",
     "release_to_organisation",
     "repayment",
+    "repayment_from_escrow",
     "reverse_transaction",
     "transfer",
 ]
@@ -191,6 +201,62 @@ def repayment(*, payment_id: int, campaign_id: int, shares: Mapping[int, Money])
         return post_transaction(
             payment_key(payment_id, TransactionKind.REPAYMENT),
             f"repayment #{payment_id}",
+            legs,
+            campaign_id=campaign_id,
+            kind=TransactionKind.REPAYMENT,
+        )
+
+
+def lender_wallets(currency: str, user_ids: list[int]) -> dict[int, LedgerAccount]:
+    """The users' wallets in `currency`, read in batches (thousands of lenders), missing ones created."""
+    codes = {
+        LedgerAccount.make_code(AccountPurpose.USER_WALLET, currency, "user", uid): uid for uid in user_ids
+    }
+    found: dict[int, LedgerAccount] = {}
+    code_list = list(codes)
+    for start in range(0, len(code_list), 5_000):
+        batch = code_list[start : start + 5_000]
+        for account in db.session.scalars(select(LedgerAccount).where(LedgerAccount.code.in_(batch))):
+            found[codes[account.code]] = account
+    for uid in user_ids:
+        if uid not in found:
+            found[uid] = get_account(AccountPurpose.USER_WALLET, currency, "user", uid)
+    return found
+
+
+def bank_transfer_into_escrow(*, key: str, campaign_id: int, amount: Money) -> LedgerTransaction:
+    """A borrower's bank transfer received for campaign `campaign_id`: clearing -> its escrow."""
+    with unit_of_work():
+        return post_transaction(
+            key,
+            f"bank transfer for campaign #{campaign_id}",
+            [
+                Leg.debit(_clearing(amount.currency), amount),
+                Leg.credit(_escrow(campaign_id, amount.currency), amount),
+            ],
+            campaign_id=campaign_id,
+            kind=TransactionKind.CHARGE,
+        )
+
+
+def repayment_from_escrow(*, key: str, campaign_id: int, shares: Mapping[int, Money]) -> LedgerTransaction:
+    """A loan repayment received into the campaign's escrow, split among the lenders in one
+    transaction: escrow -> each lender's wallet (`shares`: user id -> amount, one currency)."""
+    shares = {uid: m for uid, m in shares.items() if m.amount}
+    if not shares:
+        raise LedgerError("A repayment needs at least one lender.", code=ErrorCode.LEDGER_AMOUNT)
+    currencies = {m.currency for m in shares.values()}
+    if len(currencies) != 1:
+        raise LedgerError("A repayment is in one currency.", code=ErrorCode.LEDGER_CURRENCY)
+    currency = currencies.pop()
+    total = Money(sum(m.amount for m in shares.values()), currency)
+    with unit_of_work():
+        wallets = lender_wallets(currency, sorted(shares))
+        legs = [Leg.debit(_escrow(campaign_id, currency), total)]
+        legs += [Leg.credit(wallets[uid], shares[uid]) for uid in sorted(shares)]
+        return post_transaction(
+            key,
+            f"loan repayment of campaign #{campaign_id} to {len(shares)} lenders",
             legs,
             campaign_id=campaign_id,
             kind=TransactionKind.REPAYMENT,

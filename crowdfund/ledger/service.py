@@ -11,7 +11,7 @@ then the chain head.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -457,10 +457,11 @@ def post_transaction(
                     currency=leg.amount.currency,
                 )
             )
+        entries_per_account = Counter(leg.account.id for leg in legs)
         for account_id, delta in change.items():
             account = accounts[account_id]
             account.balance_amount += delta
-            account.entry_count += sum(1 for leg in legs if leg.account.id == account_id)
+            account.entry_count += entries_per_account[account_id]
         head.sequence = txn.sequence
         head.head_hash = txn.hash
         db.session.flush()
