@@ -207,6 +207,8 @@ def test_the_settlement_page_shows_the_bar_totals_dates_and_items(app, client):
     assert text.count("/refund") == 0  # the pledges were not really charged (written rows)
     only_failed = text_of(client.get(f"/operator/settlements/{w.campaign.id}?status=failed"))
     assert f"#{w.pledges[2].id}" in only_failed and f"#{w.pledges[0].id}<" not in only_failed
+    for query in ("status=nonsense", "status=%00", "page=-1", "page=" + "9" * 400, "page=abc"):
+        assert client.get(f"/operator/settlements/{w.campaign.id}?{query}").status_code == 200, query
 
 
 def test_the_items_table_is_paged(app, client, monkeypatch):
@@ -623,3 +625,37 @@ def test_the_operator_menu_and_review_page_link_to_settlements(app, client):
     assert 'href="/operator/settlements"' in text_of(client.get("/operator/review"))
     review = text_of(client.get(f"/operator/review/{w.campaign.id}"))
     assert f'href="/operator/settlements/{w.campaign.id}"' in review
+
+
+# ---------------------------------------------------------------------------
+# Garbage in every field of every settlement form: a message, never a 5xx
+# ---------------------------------------------------------------------------
+
+FIELDS = ("amount", "reason", "token", "confirm_slug", "payment_method_id")
+
+
+def test_garbage_in_every_settlement_form_is_never_a_server_error(app, client):
+    from tests.test_robustness import FIELD_GARBAGE, GARBAGE
+
+    w = Written()
+    campaign, (charged,), at = closed_and_charged([VISA])
+    staff = operator()
+    requests = [
+        (staff, f"/operator/settlements/{w.campaign.id}/cancel"),
+        (staff, f"/operator/settlements/{campaign.id}/cancel"),
+        (staff, f"/operator/pledges/{charged.id}/refund"),
+        (staff, f"/operator/pledges/{w.pledges[0].id}/refund"),
+        (w.backers[2], f"/pledges/{w.pledges[2].id}/retry"),
+        (w.backers[3], f"/pledges/{w.pledges[3].id}/confirm-payment"),
+        (charged.user, f"/pledges/{charged.id}/retry"),
+    ]
+    failures = []
+    for user, url in requests:
+        login(client, user)
+        for value in dict.fromkeys(GARBAGE + FIELD_GARBAGE):
+            response = client.post(url, data={name: value for name in FIELDS})
+            if response.status_code >= 500:
+                failures.append(f"{url} {value[:20]!r}: {response.status_code}")
+    assert not failures, "\n".join(failures)
+    assert refresh(charged).refunded_amount == 0  # no garbage made a refund
+    assert settlement.settlement_for(campaign.id).state is SettlementState.COLLECTING
