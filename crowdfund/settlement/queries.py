@@ -50,10 +50,6 @@ def _page(query, count_query, page: int, per_page: int) -> tuple[list, int, int,
     return rows, page, pages, total
 
 
-def settlement_for_campaign(campaign_id: int) -> Settlement | None:
-    return db.session.scalars(select(Settlement).where(Settlement.campaign_id == campaign_id)).one_or_none()
-
-
 def item_counts(settlement_ids: list[int]) -> dict[int, dict[ItemState, int]]:
     """How many items each settlement has in each state."""
     counts: dict[int, dict[ItemState, int]] = {sid: {} for sid in settlement_ids}
@@ -108,15 +104,6 @@ def items_for_pledges(pledge_ids: list[int]) -> dict[int, SettlementItem]:
         .options(joinedload(SettlementItem.settlement))
     )
     return {item.pledge_id: item for item in items}
-
-
-def item_for_pledge(pledge_id: int) -> SettlementItem | None:
-    return db.session.scalars(
-        select(SettlementItem)
-        .where(SettlementItem.pledge_id == pledge_id)
-        .options(joinedload(SettlementItem.settlement))
-        .execution_options(populate_existing=True)
-    ).one_or_none()
 
 
 def dropped_amount(settlement: Settlement) -> Money:

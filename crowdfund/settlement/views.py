@@ -199,7 +199,7 @@ def operator_list():
 @operator_required
 def operator_settlement(campaign_id: int):
     campaign = _campaign_or_404(campaign_id)
-    settlement = queries.settlement_for_campaign(campaign.id)
+    settlement = service.settlement_for(campaign.id)
     state = _enum_arg(ItemState)
     items = progress = None
     totals: list[tuple[str, str, Money | None]] = []
@@ -258,7 +258,7 @@ def cancel_campaign(campaign_id: int):
         render_template(
             "settlement/cancel.html",
             campaign=campaign,
-            settlement=queries.settlement_for_campaign(campaign.id),
+            settlement=service.settlement_for(campaign.id),
             summary=queries.cancel_summary(campaign),
             form=form,
         ),
@@ -329,7 +329,7 @@ def refund(pledge_id: int):
             "settlement/refund.html",
             pledge=pledge,
             campaign=pledge.campaign,
-            item=queries.item_for_pledge(pledge.id),
+            item=service.item_for_pledge(pledge.id),
             refundable=Money(pledge.counted_amount, pledge.currency)
             if pledge.state is PledgeState.CHARGED
             else None,
@@ -399,7 +399,7 @@ def statement_lines(statement) -> list[tuple[str, str, object, Money]]:
 @login_required
 def statement(campaign_id: int):
     campaign = _campaign_for_member(campaign_id)
-    settlement = queries.settlement_for_campaign(campaign.id)
+    settlement = service.settlement_for(campaign.id)
     return render_template(
         "settlement/statement.html",
         campaign=campaign,
@@ -428,7 +428,7 @@ def _csv_lines(rows: Iterable[Iterable[object]]) -> Iterator[str]:
 @login_required
 def statement_csv(campaign_id: int):
     campaign = _campaign_for_member(campaign_id)
-    if queries.settlement_for_campaign(campaign.id) is None:
+    if service.settlement_for(campaign.id) is None:
         abort(404)
     rows = service.campaign_statement(campaign.id).csv_rows()
     return Response(
@@ -452,7 +452,7 @@ def _own_item(pledge_id: int) -> tuple[Pledge, SettlementItem | None]:
         pledge = engine.get_own_pledge(current_user, pledge_id)
     except DomainError:
         abort(404)
-    return pledge, queries.item_for_pledge(pledge.id)
+    return pledge, service.item_for_pledge(pledge.id)
 
 
 def _back_to_pledge(pledge_id: int):
@@ -497,7 +497,7 @@ def retry(pledge_id: int):
     except DomainError as exc:  # the pledge is the user's own: a refusal is a message, never a 404
         flash(exc.message, "error")
         return _back_to_pledge(pledge.id)
-    nxt = _flash_outcome(queries.item_for_pledge(pledge.id), pledge)
+    nxt = _flash_outcome(service.item_for_pledge(pledge.id), pledge)
     if nxt:
         return redirect(url_for(nxt, pledge_id=pledge.id), 303)
     return _back_to_pledge(pledge.id)
@@ -519,7 +519,7 @@ def confirm_payment(pledge_id: int):
         except DomainError as exc:
             flash(exc.message, "error")
             return _back_to_pledge(pledge.id)
-        nxt = _flash_outcome(queries.item_for_pledge(pledge.id), pledge)
+        nxt = _flash_outcome(service.item_for_pledge(pledge.id), pledge)
         if nxt:
             return redirect(url_for(nxt, pledge_id=pledge.id), 303)
         return _back_to_pledge(pledge.id)
