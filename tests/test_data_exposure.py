@@ -35,7 +35,6 @@ def private_strings(world: World) -> dict[str, str]:
         "patient's full name": PATIENT_NAME,
         "card number": "4242424242424242",
         "card number with spaces": "4242 4242 4242 4242",
-        "donation message": "Get well soon",
     }
     for pledge in db.session.scalars(select(Pledge)):
         if pledge.idempotency_token:
@@ -170,3 +169,14 @@ def test_the_patient_name_is_masked_even_when_typed_as_the_beneficiary(app, clie
     db.session.commit()
     assert "Beijing Children&#39;s Heart Fund" in client.get(f"/campaigns/{aid.slug}").get_data(as_text=True)
     assert mask_name("王小明") == "王**" and mask_name("  ") == ""
+
+
+def test_donor_messages_show_a_shortened_name_or_anonymous(app, client):
+    """The form promises the message on the campaign page: a named donor's name shortened,
+    an anonymous donor's not at all."""
+    world = build_world()
+    aid = world.campaigner.live[CampaignKind.DONATION]
+    text = client.get(f"/campaigns/{aid.slug}").get_data(as_text=True)
+    assert "Get well soon" in text
+    assert "Wilhelmina N." in text
+    assert NAMED_DONOR not in text and ANONYMOUS_DONOR not in text

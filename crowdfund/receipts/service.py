@@ -22,7 +22,7 @@ from sqlalchemy import and_, select
 
 from crowdfund.accounts.models import User
 from crowdfund.campaigns.access import is_member
-from crowdfund.campaigns.models import Campaign, CampaignKind
+from crowdfund.campaigns.models import Campaign, CampaignKind, mask_name
 from crowdfund.database import lock, retry_on_lock, unit_of_work, valid_id
 from crowdfund.engine.counters import lock_campaign
 from crowdfund.engine.models import Pledge, PledgeState
@@ -126,7 +126,10 @@ def _has_message() -> Any:
 
 
 def public_messages(campaign_id: int, limit: int = MESSAGES_SHOWN) -> list[DonorMessage]:
-    """The newest messages of the campaign's collected donations not hidden (one query)."""
+    """The newest messages of the campaign's collected donations not hidden (one query).
+
+    A named donor is shown shortened, as patients are ("Li W."): a gift to a health appeal
+    can say something about the giver, so the public never reads a full name."""
     rows = db.session.execute(
         select(Pledge.id, Pledge.message, Pledge.anonymous, Pledge.created_at, User.name)
         .join(User, User.id == Pledge.user_id)
@@ -144,7 +147,7 @@ def public_messages(campaign_id: int, limit: int = MESSAGES_SHOWN) -> list[Donor
         .limit(limit)
     ).all()
     return [
-        DonorMessage(pledge_id=pid, name=None if anonymous else name, text=text, at=at)
+        DonorMessage(pledge_id=pid, name=None if anonymous else mask_name(name or ""), text=text, at=at)
         for pid, text, anonymous, at, name in rows
     ]
 
