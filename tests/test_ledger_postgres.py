@@ -11,7 +11,7 @@ from sqlalchemy.exc import DBAPIError
 
 from crowdfund.extensions import db as _db
 from crowdfund.ledger import service
-from crowdfund.ledger.models import AccountPurpose, LedgerAccount, LedgerTransaction
+from crowdfund.ledger.models import AccountPurpose, LedgerAccount, LedgerEntry, LedgerTransaction
 from crowdfund.ledger.service import Leg
 from crowdfund.money import Money
 from tests.factories import make_campaign
@@ -82,6 +82,25 @@ def test_the_database_accepts_a_balanced_raw_transaction(db):
     with db.engine.begin() as conn:
         _raw_transaction(conn, "raw:ok", [(a, "debit", 100), (b, "credit", 60), (b, "credit", 40)])
     assert count(LedgerTransaction) == 1
+
+
+def test_the_database_refuses_an_entry_added_to_an_older_transaction(db):
+    """Entries of a new transaction are checked once, at its own row; an entry slipped into a
+    transaction committed earlier is still checked, and refused."""
+    a, b = equity().id, service.clearing_account("CNY").id
+    db.session.commit()
+    with db.engine.begin() as conn:
+        _raw_transaction(conn, "raw:old", [(a, "debit", 100), (b, "credit", 100)])
+    txn_id = db.session.scalar(select(LedgerTransaction.id).where(LedgerTransaction.key == "raw:old"))
+    with pytest.raises(DBAPIError, match="does not balance"), db.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO ledger_entries (transaction_id, account_id, side, amount, currency) "
+                "VALUES (:t, :a, 'debit', 5, 'CNY')"
+            ),
+            {"t": txn_id, "a": a},
+        )
+    assert count(LedgerEntry) == 2
 
 
 # --- concurrency ----------------------------------------------------------------------
