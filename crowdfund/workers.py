@@ -77,10 +77,12 @@ def run_named_job(name: str, now: str | None = None) -> int:
     return outcome.count
 
 
-def work_settlement(now: str | None = None, *, seconds: float = WORK_SECONDS) -> tuple[int, bool]:
-    """Work due settlement items until none is due or `seconds` have passed.
-
-    Returns (items worked, whether it stopped with work perhaps left).
+def work_settlement(
+    now: str | None = None, limit: int | None = None, *, seconds: float = WORK_SECONDS
+) -> tuple[int, bool]:
+    """Work due settlement items until none is due or `seconds` have passed, claiming `limit`
+    at a time (the service's batch by default; smaller batches spread a small settlement
+    over more workers). Returns (items worked, whether it stopped with work perhaps left).
     """
     from crowdfund.settlement.service import process_due_items
 
@@ -88,7 +90,7 @@ def work_settlement(now: str | None = None, *, seconds: float = WORK_SECONDS) ->
     deadline = time.monotonic() + seconds
     total = 0
     while True:
-        done = process_due_items(now=moment)
+        done = process_due_items(now=moment) if limit is None else process_due_items(now=moment, limit=limit)
         total += done
         if done == 0:
             return total, False
@@ -147,11 +149,11 @@ def make_celery(app: Flask) -> Celery:
         _register_job(celery, job.name)
 
     @celery.task(name=WORK_TASK, bind=True, shared=False)
-    def settlement_work(self: Task, now: str | None = None) -> int:
+    def settlement_work(self: Task, now: str | None = None, limit: int | None = None) -> int:
         """Work due settlement items until none is due (see `work_settlement`)."""
-        done, more = work_settlement(now)
+        done, more = work_settlement(now, limit)
         if more:
-            self.apply_async(args=(now,))
+            self.apply_async(args=(now, limit))
         return done
 
     app.extensions["celery"] = celery
