@@ -39,8 +39,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from celery import Celery, Task
+from celery.signals import worker_process_init
 from flask import Flask
 
+from crowdfund.extensions import db
 from crowdfund.jobs import registry, run_job
 from crowdfund.models_base import utcnow
 
@@ -155,6 +157,12 @@ def make_celery(app: Flask) -> Celery:
         if more:
             self.apply_async(args=(now, limit))
         return done
+
+    @worker_process_init.connect(weak=False)
+    def _own_connections(**_: Any) -> None:
+        """A forked pool process never uses the connections its parent may have opened."""
+        with app.app_context():
+            db.engine.dispose(close=False)
 
     app.extensions["celery"] = celery
     return celery
