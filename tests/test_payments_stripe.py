@@ -236,12 +236,15 @@ def test_connect_onboarding_and_payout_by_transfer(app, localstripe, connect_dou
         amount=Money(15_000, "CNY"),
         idempotency_key="payout:41",
         destination=destination,
+        campaign_id=campaign.id,
     )
 
     assert op.state is OperationState.SUCCEEDED and op.gateway_id.startswith("tr_double_")
     transfer = connect_double.transfers_store[op.gateway_id]
     assert (transfer.amount, transfer.currency, transfer.destination) == (15_000, "cny", destination)
     assert transfer.metadata[KEY_METADATA] == "payout:41"
+    sent = [params for name, params, key in connect_double.calls if name == "transfers.create"]
+    assert sent[-1]["transfer_group"] == f"campaign-{campaign.id}"
     assert balance(ledger.org_payable_account(org.id, "CNY")) == 0
     assert ledger_count("payout") == 1
 

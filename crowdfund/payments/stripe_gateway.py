@@ -416,6 +416,9 @@ class StripeGateway:
             "destination": destination,
             "metadata": dict(metadata),
         }
+        if metadata.get("campaign_id"):
+            # Separate charges and transfers: a campaign's payouts are grouped under its id.
+            params["transfer_group"] = f"campaign-{metadata['campaign_id']}"
         if description:
             params["description"] = description[:500]
         try:
