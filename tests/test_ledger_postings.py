@@ -192,3 +192,33 @@ def test_a_movement_joins_the_callers_unit_of_work(db):
     assert _db.session.scalar(select(func.count()).select_from(LedgerTransaction)) == 0
     assert service.chain_head()[0] == 0
     assert service.verify_ledger().ok
+
+
+@pytest.mark.parametrize("paid_out", [False, True])
+def test_a_refund_made_at_the_gateway_after_the_release_is_recovered_from_the_organisation(db, paid_out):
+    """A refund made in the gateway's dashboard after settlement released the money: the
+    shortfall comes back into escrow from what the organisation is owed, or is recorded as
+    owed by it, and the refund then leaves escrow; replaying it changes nothing."""
+    campaign = make_campaign()
+    org = campaign.organisation_id
+    postings.charge_into_escrow(payment_id=1, campaign_id=campaign.id, amount=cny(1_000))
+    postings.release_to_organisation(
+        campaign_id=campaign.id, organisation_id=org, amount=cny(1_000), platform_fee=cny(0), key="release:1"
+    )
+    if paid_out:
+        postings.payout(payment_id=2, amount=cny(1_000), organisation_id=org, campaign_id=campaign.id)
+
+    refund = postings.refund_from_escrow(
+        payment_id=3, charge_payment_id=1, campaign_id=campaign.id, amount=cny(400)
+    )
+    again = postings.refund_from_escrow(
+        payment_id=3, charge_payment_id=1, campaign_id=campaign.id, amount=cny(400)
+    )
+
+    assert again.id == refund.id
+    assert balance(AccountPurpose.CAMPAIGN_ESCROW, "campaign", campaign.id) == 0
+    assert balance(AccountPurpose.ORG_PAYABLE, "organisation", org) == (0 if paid_out else 600)
+    assert balance(AccountPurpose.ORG_RECEIVABLE, "organisation", org) == (400 if paid_out else 0)
+    recovery = service.find_transaction("payment:3:refund:recovery")
+    assert recovery is not None and recovery.kind == TransactionKind.RECOVERY
+    assert service.verify_ledger().ok

@@ -8,6 +8,8 @@ Money moves from the account debited to the account credited:
 - refund_from_escrow: campaign escrow -> clearing; key payment:{payment_id}:refund
 - release_to_organisation: campaign escrow -> organisation payable (amount - fee) and
   platform fee revenue (fee); key chosen by settlement
+- release_to_provider: campaign escrow -> provider payable (a patient-aid tranche released
+  to the hospital); key chosen by patient aid (tranche:{id}:release)
 - payout: organisation (or provider) payable -> clearing; key payment:{payment_id}:payout
 - processing_fee: processing fee expense -> clearing; key payment:{payment_id}:processing_fee
 - platform_fee: campaign escrow -> platform fee revenue; key chosen by settlement
@@ -48,7 +50,7 @@ from crowdfund.ledger.models import (
     Side,
     TransactionKind,
 )
-from crowdfund.ledger.service import Leg, get_account, post_transaction
+from crowdfund.ledger.service import Leg, find_transaction, get_account, post_transaction
 from crowdfund.money import Money
 
 __all__ = [
@@ -64,6 +66,7 @@ __all__ = [
     "recover_from_organisation",
     "refund_from_escrow",
     "release_to_organisation",
+    "release_to_provider",
     "repayment",
     "repayment_from_escrow",
     "reverse_transaction",
@@ -100,16 +103,46 @@ def charge_into_escrow(*, payment_id: int, campaign_id: int, amount: Money) -> L
 def refund_from_escrow(
     *, payment_id: int, charge_payment_id: int, campaign_id: int, amount: Money
 ) -> LedgerTransaction:
-    """A successful refund (payment `payment_id`) of charge `charge_payment_id`: escrow -> clearing."""
+    """A successful refund (payment `payment_id`) of charge `charge_payment_id`: escrow -> clearing.
+
+    A refund the gateway made after the campaign's money left escrow (one made in Stripe's
+    dashboard after the release, say) is not lost: the shortfall is first put back into
+    escrow from the organisation (`recover_from_organisation`: what the platform still owes
+    it, and for the rest its receivable), then refunded as usual.
+    """
+    key = payment_key(payment_id, TransactionKind.REFUND)
     with unit_of_work():
+        done = find_transaction(key)
+        if done is not None:
+            return done  # a replay: the shortfall (if any) was recovered the first time
         escrow = _escrow(campaign_id, amount.currency)
+        db.session.refresh(escrow)
+        shortfall = amount.amount - escrow.balance_amount
+        if shortfall > 0:
+            _recover_shortfall(payment_id, campaign_id, Money(shortfall, amount.currency))
         return post_transaction(
-            payment_key(payment_id, TransactionKind.REFUND),
+            key,
             f"refund #{payment_id} of payment #{charge_payment_id}",
             [Leg.debit(escrow, amount), Leg.credit(_clearing(amount.currency), amount)],
             campaign_id=campaign_id,
             kind=TransactionKind.REFUND,
         )
+
+
+def _recover_shortfall(payment_id: int, campaign_id: int, shortfall: Money) -> None:
+    from crowdfund.campaigns.models import Campaign
+
+    organisation_id = db.session.scalar(select(Campaign.organisation_id).where(Campaign.id == campaign_id))
+    payable = get_account(AccountPurpose.ORG_PAYABLE, shortfall.currency, "organisation", organisation_id)
+    db.session.refresh(payable)
+    from_payable = min(shortfall.amount, max(payable.balance_amount, 0))
+    recover_from_organisation(
+        campaign_id=campaign_id,
+        organisation_id=organisation_id,
+        amount=shortfall,
+        payable_part=Money(from_payable, shortfall.currency),
+        key=f"{payment_key(payment_id, TransactionKind.REFUND)}:recovery",
+    )
 
 
 def payout(
@@ -166,6 +199,20 @@ def release_to_organisation(
             key,
             f"release to organisation #{organisation_id}",
             legs,
+            campaign_id=campaign_id,
+            kind=TransactionKind.RELEASE,
+        )
+
+
+def release_to_provider(*, campaign_id: int, provider_id: int, amount: Money, key: str) -> LedgerTransaction:
+    """A patient-aid tranche: `amount` leaves the campaign's escrow and is owed to the hospital
+    (provider `provider_id`) until its payout. One RELEASE transaction, exactly once by `key`."""
+    with unit_of_work():
+        payable = get_account(AccountPurpose.PROVIDER_PAYABLE, amount.currency, "provider", provider_id)
+        return post_transaction(
+            key,
+            f"release to provider #{provider_id}",
+            [Leg.debit(_escrow(campaign_id, amount.currency), amount), Leg.credit(payable, amount)],
             campaign_id=campaign_id,
             kind=TransactionKind.RELEASE,
         )
