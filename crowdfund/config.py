@@ -148,6 +148,12 @@ class Config:
     #: Largest goal of a patient-aid donation campaign: "<CURRENCY> <amount>"; such campaigns
     #: raise money in this currency.
     PATIENT_AID_CAP = os.environ.get("PATIENT_AID_CAP", "CNY 500000")
+    #: Patient aid: hours an approved tranche is shown on the campaign page before it is paid.
+    PATIENT_AID_NOTICE_HOURS = int(os.environ.get("PATIENT_AID_NOTICE_HOURS", 24))
+    #: Patient aid: days after close when an appeal ends by itself and its surplus goes back to donors.
+    PATIENT_AID_SURPLUS_DAYS = int(os.environ.get("PATIENT_AID_SURPLUS_DAYS", 365))
+    #: Patient aid: largest invoice file accepted (bytes; the request is capped by MAX_CONTENT_LENGTH).
+    PATIENT_AID_INVOICE_MAX_BYTES = int(os.environ.get("PATIENT_AID_INVOICE_MAX_BYTES", 8 * 1024 * 1024))
     #: Largest cover image accepted (bytes); the whole request is capped by MAX_CONTENT_LENGTH.
     COVER_MAX_BYTES = int(os.environ.get("COVER_MAX_BYTES", 5 * 1024 * 1024))
 

@@ -177,8 +177,7 @@ class ErrorCode(enum.StrEnum):
     ROUND_BELOW_MINIMUM = (
         "round_below_minimum",
         409,
-        "The round fell below its minimum once unpaid commitments were dropped: every payment is "
-        "refunded.",
+        "The round fell below its minimum once unpaid commitments were dropped: every payment is refunded.",
     )
     CAMPAIGN_CANCELLED = "campaign_cancelled", 409, "The campaign was cancelled: every payment is refunded."
     NOTHING_TO_PAY = "nothing_to_pay", 409, "This pledge has nothing to pay now."
@@ -254,6 +253,82 @@ class ErrorCode(enum.StrEnum):
         "repayment_reversed",
         200,
         "A repayment of {amount} by {borrower} was reversed; your share of it was taken back.",
+    )
+    # patient aid: hospitals, tranches, reports, surplus
+    HOSPITAL_NOT_FOUND = "hospital_not_found", 404, "We could not find that hospital."
+    HOSPITAL_DUPLICATE = (
+        "hospital_duplicate",
+        409,
+        "A hospital with licence number {licence} is registered already.",
+    )
+    HOSPITAL_NOT_VERIFIED = (
+        "hospital_not_verified",
+        409,
+        "Choose a hospital HealthFund has verified, with a payout account that can receive money.",
+    )
+    NOT_PATIENT_AID = "not_patient_aid", 409, "Only a patient-aid appeal pays hospitals in tranches."
+    APPEAL_NOT_SETTLED = (
+        "appeal_not_settled",
+        409,
+        "Tranches can be requested once the appeal has closed and its donations are settled.",
+    )
+    APPEAL_ENDED = (
+        "appeal_ended",
+        409,
+        "This appeal has ended: what was left is returned to the donors.",
+    )
+    TRANCHE_ABOVE_HELD = (
+        "tranche_above_held",
+        409,
+        "The appeal holds {held} not yet promised to the hospital; a tranche of {amount} is more than that.",
+    )
+    TRANCHE_ABOVE_INVOICE = (
+        "tranche_above_invoice",
+        422,
+        "A tranche can pay at most the invoice's total ({total}).",
+    )
+    INVOICE_OTHER_HOSPITAL = (
+        "invoice_other_hospital",
+        422,
+        "The invoice is from another hospital than the one this tranche pays: a tranche is paid only "
+        "to the hospital that issued the invoice.",
+    )
+    INVOICE_ITEMS = (
+        "invoice_items",
+        422,
+        "List the invoice's items: a description and an amount on each line.",
+    )
+    INVOICE_FILE_MISSING = "invoice_file_missing", 422, "Attach the hospital's invoice (PDF or photo)."
+    INVOICE_FILE_TOO_LARGE = "invoice_file_too_large", 413, "The invoice file is too large."
+    INVOICE_FILE_INVALID = (
+        "invoice_file_invalid",
+        422,
+        "That file is neither a PDF nor a JPEG, PNG or WebP photo of the invoice.",
+    )
+    TRANCHE_DUPLICATE = (
+        "tranche_duplicate",
+        409,
+        "This tranche request was already sent (tranche {number}); it was not recorded twice.",
+    )
+    TRANCHE_NOT_FOUND = "tranche_not_found", 404, "We could not find that tranche."
+    TRANCHE_STATE = "tranche_state", 409, "This tranche is {state}: it cannot be {action} now."
+    REJECTION_REASON = "rejection_reason", 422, "Give the reason for the rejection (up to 1,000 characters)."
+    REPORT_CLOSED = (
+        "report_closed",
+        409,
+        "Problems can be reported only while a tranche is in public notice.",
+    )
+    REPORT_DUPLICATE = (
+        "report_duplicate",
+        409,
+        "You have already reported this tranche; an operator will look at it.",
+    )
+    REPORT_REASON = "report_reason", 422, "Say what the problem is (up to 1,000 characters)."
+    TRANCHES_OPEN = (
+        "tranches_open",
+        409,
+        "Some tranches are not finished yet: wait until they are paid, or have them rejected, before "
+        "ending the appeal.",
     )
 
 

@@ -63,6 +63,7 @@ def registry() -> tuple[Job, ...]:
     from crowdfund.engine import jobs as engine
     from crowdfund.equity import jobs as equity
     from crowdfund.loans import jobs as loans
+    from crowdfund.patient_aid import jobs as patient_aid
     from crowdfund.payments import jobs as payments
     from crowdfund.settlement import jobs as settlement
 
@@ -75,6 +76,7 @@ def registry() -> tuple[Job, ...]:
             *settlement.JOBS,
             *equity.JOBS,
             *loans.JOBS,
+            *patient_aid.JOBS,
         )
     )
 

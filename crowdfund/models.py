@@ -8,6 +8,7 @@ from crowdfund.extensions import db
 from crowdfund.ledger import models as ledger_models  # noqa: F401
 from crowdfund.ledger.guards import POSTGRES_GUARDS_SQL
 from crowdfund.loans import models as loans_models  # noqa: F401
+from crowdfund.patient_aid import models as patient_aid_models  # noqa: F401
 from crowdfund.payments import models as payments_models  # noqa: F401
 from crowdfund.payments import sandbox as payments_sandbox_models  # noqa: F401
 from crowdfund.receipts import models as receipts_models  # noqa: F401

@@ -8,7 +8,9 @@ instead of branching on `campaign.kind`:
 - submission: `submission_problems(campaign, now)`, the checks before review;
 - closing: `succeeded(campaign)` (the success rule) and `closes_early(campaign, now)`;
 - settlement: `settlement_minimum(campaign)` (what must still be collected once unpaid
-  pledges are dropped, or everyone is refunded);
+  pledges are dropped, or everyone is refunded), `pays_out_through_tranches(campaign)`
+  (patient aid: nothing is released to the organisation; it stays in escrow for the
+  hospital's tranches);
 - pledging: `charge_at_close` (recorded now, charged if the campaign succeeds),
   `investment` (the investor's 12-month limit and the risk acknowledgement apply; the
   engine checks the limit), `cancellation_deadline(campaign)`, `tier_ids(request)` (the
@@ -300,6 +302,12 @@ class KindRules:
         """What settlement must collect once unpaid pledges are dropped, or every payment is
         refunded (equity: the minimum target; debt: the minimum loan). None: whatever is collected stands."""
         return None
+
+    def pays_out_through_tranches(self, campaign: Campaign) -> bool:
+        """Whether settlement keeps what was collected in escrow instead of releasing it to the
+        organisation: a patient-aid appeal is paid to the hospital in tranches
+        (`crowdfund.patient_aid`), never to the family."""
+        return False
 
     # --- pledging ------------------------------------------------------------------------
     def cancellation_deadline(self, campaign: Campaign) -> datetime | None:
@@ -715,6 +723,9 @@ class DonationRules(KindRules):
 
     def succeeded(self, campaign: Campaign) -> bool:
         return campaign.raised_amount > 0
+
+    def pays_out_through_tranches(self, campaign: Campaign) -> bool:
+        return bool(campaign.donation_terms and campaign.donation_terms.is_patient_aid)
 
     def cancellation_deadline(self, campaign: Campaign) -> datetime | None:
         return None

@@ -964,6 +964,43 @@ def _record_payout_account_info(organisation_id: int, info: PayoutAccountInfo) -
     return account
 
 
+# --- providers' (hospitals') payout accounts ------------------------------------------
+def open_provider_payout_account(
+    *, name: str, country: str, bank_name: str = "", account_number: str = "", account_id: str = ""
+) -> PayoutAccountInfo:
+    """A payout account for a health provider (a hospital), which its owner keeps on its own row.
+
+    Sandbox: a new sandbox bank account from the bank's name and account number (only the last
+    four digits are kept). Stripe: the provider's existing Connect account `account_id`
+    (acct_…), whose state is read. Raises ValidationError for missing details.
+    """
+    gateway = get_gateway()
+    try:
+        if gateway.name != "sandbox":
+            account_id = (account_id or "").strip()
+            if not account_id.startswith("acct_") or len(account_id) > 100:
+                raise ValidationError(
+                    "Enter the hospital's Stripe account id (acct_…).",
+                    code=ErrorCode.VALIDATION_ERROR,
+                    field="account_id",
+                )
+            return gateway.payout_account_info(account_id)
+        bank_name = (bank_name or "").strip()
+        digits = "".join(ch for ch in account_number or "" if ch in "0123456789")
+        if not bank_name:
+            raise ValidationError("Enter the bank's name.", code=ErrorCode.REQUIRED, field="bank_name")
+        if not 6 <= len(digits) <= 34:
+            raise ValidationError(
+                "Enter the account number (6 to 34 digits).",
+                code=ErrorCode.VALIDATION_ERROR,
+                field="account_number",
+            )
+        new_id = gateway.create_payout_account(organisation_id=0, name=name, country=country, email=None)
+        return gateway.set_bank_details(new_id, bank_name=bank_name, account_number=digits)
+    except GatewayUnavailable as exc:
+        raise _gateway_down(exc) from None
+
+
 # --- reconciliation --------------------------------------------------------------------
 def reconcile_operation(op: PaymentOperation, *, retry: bool = True) -> PaymentOperation:
     """Settle a pending operation from the gateway's view (calling it again only if the gateway never saw it).

@@ -33,6 +33,9 @@ and `PAYOUT_DELAY_DAYS` have passed since close:
   down, + PROCESSING_FEE_FIXED), never more than what is left after the platform fee;
 - the rest is released from escrow to the organisation's payable and paid out; escrow
   ends at zero. Keys: ``settlement:{id}:platform_fee|processing_fee|release|payout``.
+  Per-kind hook: when `kind_rules(campaign).pays_out_through_tranches(campaign)` (patient
+  aid) nothing is released: the rest stays in escrow, paid to the hospital in tranches by
+  `crowdfund.patient_aid` (a refund after settlement then leaves escrow directly).
 
 Refunds: before the release a refund leaves escrow (payments). After it, the amount is
 first put back into escrow from what the organisation is owed (its payable, while not
@@ -906,7 +909,9 @@ def _post_fees_and_release(settlement_id: int, now: datetime) -> None:
             )
             return
         platform, processing = _fees(settlement_id, collected)
-        release = collected - platform - processing
+        # Patient aid keeps the rest in escrow for the hospital's tranches (the kind's rule).
+        keeps_in_escrow = kind_rules(campaign).pays_out_through_tranches(campaign)
+        release = 0 if keeps_in_escrow else collected - platform - processing
         cur = settlement.currency
         key = f"settlement:{settlement.id}"
         if platform:
@@ -1092,7 +1097,11 @@ def refund_item(
     item = item_for_pledge(pledge.id)
     if item is not None and payments.find_operation(key) is None:
         settlement = _fresh(Settlement, item.settlement_id)
-        if settlement.state in (SettlementState.PAYING_OUT, SettlementState.SETTLED):
+        campaign = settlement.campaign
+        if settlement.state in (
+            SettlementState.PAYING_OUT,
+            SettlementState.SETTLED,
+        ) and not kind_rules(campaign).pays_out_through_tranches(campaign):
             _recover_for_refund(settlement.id, pledge.id, amount, key)
     donations.refund_pledge(operator, pledge.id, amount, reason, key)
     if item is None:
