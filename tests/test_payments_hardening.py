@@ -146,7 +146,7 @@ def test_a_decline_code_we_do_not_know_is_kept_for_operators_and_shown_as_a_decl
 def test_a_temporary_failure_reads_as_the_service_being_busy(app, failing_gateway):
     user, campaign = make_user(), make_campaign()
     add_card(user)
-    failing_gateway.fail_next(OperationKind.CHARGE, ChargeOutcome.TEMPORARY, failure_code="rate_limited")
+    failing_gateway.fail_next(OperationKind.CHARGE, ChargeOutcome.TEMPORARY, failure_code="processing_error")
     op = charge(user, campaign, 5_000)
     assert op.state is OperationState.PENDING
     assert op.error_code is ErrorCode.GATEWAY_UNAVAILABLE

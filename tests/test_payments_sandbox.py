@@ -223,7 +223,7 @@ def test_a_declined_charge_is_not_retried_by_the_same_key(app):
 def test_temporary_failure_stays_pending_and_the_same_key_completes_it(app, failing_gateway):
     user, campaign = make_user(), make_campaign()
     add_card(user)
-    failing_gateway.fail_next(OperationKind.CHARGE, ChargeOutcome.TEMPORARY, failure_code="rate_limited")
+    failing_gateway.fail_next(OperationKind.CHARGE, ChargeOutcome.TEMPORARY, failure_code="processing_error")
     op = charge(user, campaign, 3_000, idempotency_key="pledge:4:charge")
     assert op.state is OperationState.PENDING and op.result is ChargeOutcome.TEMPORARY
     assert op.call_lease_until is None
