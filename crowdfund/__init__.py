@@ -54,6 +54,7 @@ def register_blueprints(app: Flask) -> None:
     from crowdfund.equity.views import bp as equity
     from crowdfund.ledger.views import bp as ledger
     from crowdfund.loans.views import bp as loans
+    from crowdfund.patient_aid.views import bp as patient_aid
     from crowdfund.payments.views import bp as payments
     from crowdfund.public.views import bp as public
     from crowdfund.receipts.views import bp as receipts
@@ -71,6 +72,7 @@ def register_blueprints(app: Flask) -> None:
         equity,
         receipts,
         loans,
+        patient_aid,
         api,
         api_tokens,
         payments,
