@@ -205,10 +205,10 @@ def verify_hospital(operator: User, hospital_id: int, *, now: datetime | None = 
 
 
 # --- the appeal ----------------------------------------------------------------------------
-def _is_member(user: User | None, organisation_id: int) -> bool:
-    from crowdfund.campaigns.access import is_member
+def is_member(user: User | None, organisation_id: int) -> bool:
+    from crowdfund.campaigns import access
 
-    return is_member(user, organisation_id)
+    return access.is_member(user, organisation_id)
 
 
 def is_patient_aid(campaign: Campaign) -> bool:
@@ -222,7 +222,7 @@ def appeal_for(user: User | None, campaign_id: int) -> Campaign:
     if (
         campaign is None
         or not is_patient_aid(campaign)
-        or not (_is_operator(user) or _is_member(user, campaign.organisation_id))
+        or not (_is_operator(user) or is_member(user, campaign.organisation_id))
     ):
         raise NotFound("We could not find that appeal.", code=ErrorCode.NOT_FOUND)
     return campaign
@@ -378,7 +378,7 @@ def request_tranche(
     """
     now = _now(now)
     campaign = appeal_for(user, campaign_id)
-    if not _is_member(user, campaign.organisation_id):
+    if not is_member(user, campaign.organisation_id):
         raise NotFound("We could not find that appeal.", code=ErrorCode.NOT_FOUND)
     key = _check_key(req.request_key)
     hospital, amount, purpose, number = _check_request(user, campaign, req)
@@ -719,7 +719,7 @@ def tranche_for_viewer(user: User | None, tranche_id: int) -> Tranche:
     if tranche is None:
         raise NotFound(code=ErrorCode.TRANCHE_NOT_FOUND)
     campaign = db.session.get(Campaign, tranche.campaign_id)
-    if not (_is_operator(user) or _is_member(user, campaign.organisation_id)):
+    if not (_is_operator(user) or is_member(user, campaign.organisation_id)):
         raise NotFound(code=ErrorCode.TRANCHE_NOT_FOUND)
     return tranche
 
