@@ -41,7 +41,19 @@ def create_app(config: type[Config] | dict | None = None) -> Flask:
     register_security(app)  # CSP, frame, referrer and cache headers on every answer
     register_blueprints(app)
     register_cli(app)
+    register_money_trail(app)
     return app
+
+
+def register_money_trail(app: Flask) -> None:
+    """What the after-success packages add to each campaign's public money trail
+    (`crowdfund.ledger.service.TrailLine`), in the order the page shows it. Patient aid's
+    tranches paid to hospitals and surpluses returned go here too."""
+    from crowdfund.equity.trail import trail_lines as equity_lines
+    from crowdfund.ledger.service import TRAIL_SECTIONS
+    from crowdfund.loans.trail import trail_lines as loan_lines
+
+    app.extensions[TRAIL_SECTIONS] = (equity_lines, loan_lines)
 
 
 def register_blueprints(app: Flask) -> None:

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import event, func, select
 
 from crowdfund.accounts.models import Organisation, Role
-from crowdfund.campaigns.models import CampaignState
+from crowdfund.campaigns.models import CampaignKind, CampaignState
 from crowdfund.extensions import db as database
 from crowdfund.ledger import postings, service, views
 from crowdfund.ledger.models import (
@@ -285,6 +285,139 @@ def test_the_trail_is_paginated_and_its_query_count_does_not_grow(client, db, mo
     assert body["pagination"] == {"page": 2, "per_page": 3, "pages": 4, "total": 12}
     assert [t["sequence"] for t in body["transactions"]] == [9, 8, 7]
     assert client.get(f"/campaigns/{campaign.slug}/money-trail?page=abc").status_code == 200
+
+
+def _trail(client, campaign) -> dict:
+    response = client.get(f"/campaigns/{campaign.slug}/money-trail.json")
+    assert response.status_code == 200
+    return response.get_json()
+
+
+def _adds_up(body: dict) -> bool:
+    """The published equation: every figure and other movement adds up to the escrow's balance."""
+    f = {name: value["amount"] for name, value in body["figures"].items()}
+    other = sum(row["net"]["amount"] for row in body["other_escrow_movements"])
+    return (
+        f["money_in"] - f["refunded"] - f["platform_fee"] - f["processing_fee"] - f["released"]
+        + f["recovered"] - f["repaid_to_lenders"] + other + f["corrections"]
+        == f["held_in_escrow"]
+    )  # fmt: skip
+
+
+def test_loan_repayments_show_as_repaid_to_lenders_and_tie_to_the_lenders_wallets(client, db):
+    campaign = make_campaign(kind=CampaignKind.DEBT)
+    lenders = [make_user(name="Lender Secretname"), make_user()]
+    post_charge(campaign, 10_000)  # what the lenders lent, collected at close
+    release(campaign, 10_000, fee=500)
+    post_charge(campaign, 1_501)  # the borrower's repayment received into the escrow
+    postings.repayment_from_escrow(
+        key="loan_repayment:1:split",
+        campaign_id=campaign.id,
+        shares={lenders[0].id: Money(1_001, "CNY"), lenders[1].id: Money(500, "CNY")},
+    )
+    db.session.commit()
+    body = _trail(client, campaign)
+    figures = {name: value["amount"] for name, value in body["figures"].items()}
+    sums = _sums_by_kind(campaign)
+    assert figures["repaid_to_lenders"] == 1_501 == sums[("repayment", "campaign_escrow", "debit")]
+    assert sums[("repayment", "user_wallet", "credit")] == 1_501
+    assert figures["money_in"] == 11_501 and figures["held_in_escrow"] == 0 == figures["corrections"]
+    assert _adds_up(body) and body["other_escrow_movements"] == []
+    by_kind = {row["kind"]: row for row in body["movements"]}
+    assert by_kind["repayment"]["transactions"] == 1 and by_kind["repayment"]["amount"]["amount"] == 1_501
+    assert by_kind["charge"]["transactions"] == 2 and by_kind["charge"]["amount"]["amount"] == 11_501
+    assert sum(row["transactions"] for row in body["movements"]) == body["pagination"]["total"] == 4
+    page = client.get(f"/campaigns/{campaign.slug}/money-trail").get_data(as_text=True)
+    assert 'data-figure="repaid_to_lenders">¥15.01<' in page and "the borrower&#39;s repayments" in page
+    assert 'data-kind-count="repayment">1<' in page and "Lender Secretname" not in page
+
+
+def test_a_kind_no_figure_names_shows_by_its_label_and_the_figures_still_add_up(client, db):
+    campaign = make_campaign(kind=CampaignKind.DONATION)
+    post_charge(campaign, 9_000)
+    # Escrow -> clearing as a payout: a movement the figures do not name on the escrow.
+    transfer(
+        service.escrow_account(campaign),
+        service.clearing_account("CNY"),
+        4_000,
+        kind="payout",
+        campaign_id=campaign.id,
+    )
+    body = _trail(client, campaign)
+    assert body["other_escrow_movements"] == [
+        {
+            "kind": "payout",
+            "label": "Paid out",
+            "net": {
+                "amount": -4_000,
+                "currency": "CNY",
+                "formatted": Money(-4_000, "CNY").format(with_code=True),
+            },
+        }
+    ]
+    assert (
+        body["figures"]["corrections"]["amount"] == 0 and body["figures"]["held_in_escrow"]["amount"] == 5_000
+    )
+    assert _adds_up(body)
+    page = client.get(f"/campaigns/{campaign.slug}/money-trail").get_data(as_text=True)
+    assert 'data-escrow-kind="payout">¥40.00<' in page
+
+
+def test_payouts_to_a_provider_show_as_paid_to_providers(client, db):
+    campaign = make_campaign(kind=CampaignKind.DONATION)
+    post_charge(campaign, 20_000)
+    transfer(
+        service.escrow_account(campaign),
+        service.provider_payable_account(7, "CNY"),
+        12_000,
+        kind="release",
+        campaign_id=campaign.id,
+    )
+    postings.payout(payment_id=99, amount=Money(12_000, "CNY"), provider_id=7, campaign_id=campaign.id)
+    db.session.commit()
+    body = _trail(client, campaign)
+    figures = {name: value["amount"] for name, value in body["figures"].items()}
+    assert figures["paid_to_providers"] == figures["paid_out"] == figures["released"] == 12_000
+    assert _sums_by_kind(campaign)[("payout", "provider_payable", "debit")] == 12_000
+    assert figures["held_in_escrow"] == 8_000 and figures["corrections"] == 0 and _adds_up(body)
+    page = client.get(f"/campaigns/{campaign.slug}/money-trail").get_data(as_text=True)
+    assert 'data-figure="paid_to_providers">¥120.00<' in page
+
+
+def test_after_success_sections_listed_by_create_app_appear_on_the_trail(app, client, db, monkeypatch):
+    from crowdfund.equity.trail import trail_lines as equity_lines
+    from crowdfund.loans.trail import trail_lines as loan_lines
+
+    assert {equity_lines, loan_lines} <= set(app.extensions[service.TRAIL_SECTIONS])
+    campaign = make_campaign(kind=CampaignKind.DONATION)
+    post_charge(campaign, 30_000)
+
+    def tranches(c):
+        return [service.TrailLine("tranches_paid", "Tranches paid to hospitals", 2, "tranches",
+                                  Money(25_000, c.currency), 1, "hospitals")]  # fmt: skip
+
+    monkeypatch.setitem(app.extensions, service.TRAIL_SECTIONS, (equity_lines, loan_lines, tranches))
+    body = _trail(client, campaign)
+    assert body["after_success"] == {
+        "tranches_paid": {
+            "label": "Tranches paid to hospitals",
+            "count": 2,
+            "unit": "tranches",
+            "amount": {
+                "amount": 25_000,
+                "currency": "CNY",
+                "formatted": Money(25_000, "CNY").format(with_code=True),
+            },
+            "recipients": 1,
+            "recipients_unit": "hospitals",
+        }
+    }
+    page = client.get(f"/campaigns/{campaign.slug}/money-trail").get_data(as_text=True)
+    assert 'data-after-success="tranches_paid">2<' in page and "Tranches paid to hospitals" in page
+    # Reward, equity and debt campaigns with nothing issued or repaid yet have no such section.
+    monkeypatch.setitem(app.extensions, service.TRAIL_SECTIONS, (equity_lines, loan_lines))
+    for kind in (CampaignKind.EQUITY, CampaignKind.DEBT):
+        assert _trail(client, make_campaign(kind=kind))["after_success"] == {}
 
 
 def test_the_chain_json_lists_every_link(client, db):

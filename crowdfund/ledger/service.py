@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from flask import current_app
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -722,6 +723,67 @@ class _Verifier:
 
 
 # --- the public money trail -----------------------------------------------------------
+@dataclass(frozen=True)
+class KindMovement:
+    """Every transaction of one kind on a campaign: how many, and how much they moved."""
+
+    kind: TransactionKind
+    transactions: int
+    #: The sum of the transactions' debit legs in the campaign's currency (= their credit legs).
+    amount: Money
+
+    @property
+    def label(self) -> str:
+        return self.kind.label
+
+
+@dataclass(frozen=True)
+class EscrowMovement:
+    """The net effect on the campaign's escrow of a kind that no figure names (a kind added
+    later — a tranche to a hospital, a surplus returned — shows here until a figure names it)."""
+
+    kind: TransactionKind
+    #: Credits minus debits on the escrow: positive added to it, negative took from it.
+    net: Money
+
+    @property
+    def label(self) -> str:
+        return self.kind.label
+
+
+@dataclass(frozen=True)
+class TrailLine:
+    """One thing that followed a campaign's close, as the package that did it records it:
+    shares issued, repayments received, tranches paid to a hospital, a surplus returned.
+
+    Each after-success package provides a function of the campaign returning its lines (an
+    empty list when it has nothing to say); `create_app` lists those functions in
+    ``app.extensions[TRAIL_SECTIONS]`` (the ledger cannot import the packages that post to it).
+    """
+
+    #: Stable name: the JSON key and the page's ``data-after-success``.
+    name: str
+    label: str
+    #: How many (shares, repayments, tranches) and what they are called.
+    count: int
+    unit: str
+    amount: Money
+    #: How many people or bodies it went to or came from (shareholders, lenders, hospitals).
+    recipients: int | None = None
+    recipients_unit: str = ""
+
+
+#: The key of ``app.extensions`` holding the after-success sections: functions of a campaign
+#: returning `TrailLine`s (see `TrailLine`).
+TRAIL_SECTIONS = "money_trail_sections"
+
+
+def after_success_lines(campaign) -> list[TrailLine]:
+    """What every registered after-success section says about `campaign`, in order."""
+    sections = current_app.extensions.get(TRAIL_SECTIONS, ())
+    return [line for section in sections for line in section(campaign)]
+
+
 @dataclass
 class MoneyTrail:
     """A campaign's money as the ledger records it; everything in the campaign's currency.
@@ -729,9 +791,17 @@ class MoneyTrail:
     Each figure is a sum of the campaign's ledger entries of one `TransactionKind` on one
     kind of account (`TRAIL_FIGURES`), so the figures tie to the ledger `flask ledger
     verify` checks: money in − refunded − platform fee − processing fee − released +
-    recovered + corrections = held in escrow, the escrow account's own balance. Paid out
-    is what left the organisation's (or provider's) payable for its bank account, out of
-    what was released.
+    recovered − repaid to lenders + other escrow movements + corrections = held in escrow,
+    the escrow account's own balance. Paid out is what left the organisation's (or
+    provider's) payable for its bank account, out of what was released; paid to providers
+    is the part of it paid to hospitals and other providers. Money in is every payment into
+    the escrow: backers' payments and, for a loan, the borrower's repayments, which then
+    leave it for the lenders (repaid to lenders).
+
+    `movements` lists every kind of transaction of the campaign with its count and amount;
+    `other_escrow_movements` the escrow's net of each kind no figure names, so a kind added
+    later appears by its label; `after_success` what the after-success packages record
+    (shares issued, repayments received, tranches), each tied to the ledger by its package.
     """
 
     currency: str
@@ -741,7 +811,9 @@ class MoneyTrail:
     processing_fee: Money
     released: Money
     paid_out: Money
+    paid_to_providers: Money
     recovered: Money
+    repaid_to_lenders: Money
     #: Net effect of reversals and other corrections on the escrow, so the figures add up.
     corrections: Money
     held_in_escrow: Money
@@ -752,6 +824,9 @@ class MoneyTrail:
     per_page: int
     head_sequence: int
     head_hash: str
+    movements: list[KindMovement] = field(default_factory=list)
+    other_escrow_movements: list[EscrowMovement] = field(default_factory=list)
+    after_success: list[TrailLine] = field(default_factory=list)
 
     @property
     def pages(self) -> int:
@@ -762,8 +837,13 @@ class MoneyTrail:
         """The platform fee and the processing fee together."""
         return self.platform_fee + self.processing_fee
 
+    @property
+    def paid_to_organisation(self) -> Money:
+        return self.paid_out - self.paid_to_providers
+
 
 _PAYABLE_PURPOSES = frozenset({AccountPurpose.ORG_PAYABLE, AccountPurpose.PROVIDER_PAYABLE})
+_PROVIDER_PAYABLE = frozenset({AccountPurpose.PROVIDER_PAYABLE})
 _ESCROW = frozenset({AccountPurpose.CAMPAIGN_ESCROW})
 _FEE_REVENUE = frozenset({AccountPurpose.PLATFORM_FEE_REVENUE})
 #: figure -> (the kinds it sums, the accounts it sums them on, the side that adds to it);
@@ -779,20 +859,70 @@ TRAIL_FIGURES: dict[str, tuple[frozenset[TransactionKind], frozenset[AccountPurp
     "processing_fee": (frozenset({TransactionKind.PROCESSING_FEE}), _ESCROW, Side.DEBIT),
     "released": (frozenset({TransactionKind.RELEASE}), _PAYABLE_PURPOSES, Side.CREDIT),
     "paid_out": (frozenset({TransactionKind.PAYOUT}), _PAYABLE_PURPOSES, Side.DEBIT),
+    "paid_to_providers": (frozenset({TransactionKind.PAYOUT}), _PROVIDER_PAYABLE, Side.DEBIT),
     "recovered": (frozenset({TransactionKind.RECOVERY}), _ESCROW, Side.CREDIT),
+    "repaid_to_lenders": (frozenset({TransactionKind.REPAYMENT}), _ESCROW, Side.DEBIT),
 }
+#: Kinds whose effect on the escrow the figures above account for.
+_ESCROW_KINDS_NAMED = frozenset(
+    {
+        TransactionKind.CHARGE,
+        TransactionKind.REFUND,
+        TransactionKind.PLATFORM_FEE,
+        TransactionKind.PROCESSING_FEE,
+        TransactionKind.RELEASE,
+        TransactionKind.RECOVERY,
+        TransactionKind.REPAYMENT,
+    }
+)
+#: Kinds that are corrections: their effect on the escrow is the `corrections` figure.
+_CORRECTION_KINDS = frozenset({TransactionKind.REVERSAL, TransactionKind.TRANSFER})
 
 
-def _trail_figures(rows, escrow_id: int | None) -> dict[str, int]:
-    """Sum the grouped entries (kind, purpose, account id, side, total) into `TRAIL_FIGURES`."""
+def _trail_figures(rows, escrow_id: int | None) -> tuple[dict[str, int], dict[TransactionKind, int]]:
+    """Sum the grouped entries (kind, purpose, account id, side, total) into `TRAIL_FIGURES`,
+    and the escrow's net (credits − debits) per kind no figure names."""
     figures = dict.fromkeys(TRAIL_FIGURES, 0)
+    other: dict[TransactionKind, int] = defaultdict(int)
     for kind, purpose, account_id, side, total in rows:
         if purpose is AccountPurpose.CAMPAIGN_ESCROW and account_id != escrow_id:
             continue  # never happens (one escrow per campaign); not this campaign's escrow anyway
+        amount = int(total or 0)
+        kind = TransactionKind(kind)
         for name, (kinds, purposes, adds) in TRAIL_FIGURES.items():
             if kind in kinds and purpose in purposes:
-                figures[name] += int(total or 0) if side is adds else -int(total or 0)
-    return figures
+                figures[name] += amount if side is adds else -amount
+        if (
+            purpose is AccountPurpose.CAMPAIGN_ESCROW
+            and kind not in _ESCROW_KINDS_NAMED
+            and kind not in _CORRECTION_KINDS
+        ):
+            other[kind] += amount if side is Side.CREDIT else -amount
+    return figures, other
+
+
+def _kind_movements(campaign_id: int, currency: str) -> list[KindMovement]:
+    """Per kind: the campaign's transactions and the sum of their debit legs (one query)."""
+    rows = db.session.execute(
+        select(
+            LedgerTransaction.kind,
+            func.count(func.distinct(LedgerTransaction.id)),
+            func.sum(LedgerEntry.amount),
+        )
+        .join(LedgerEntry, LedgerEntry.transaction_id == LedgerTransaction.id)
+        .where(
+            LedgerTransaction.campaign_id == campaign_id,
+            LedgerEntry.side == Side.DEBIT,
+            LedgerEntry.currency == currency,
+        )
+        .group_by(LedgerTransaction.kind)
+    ).all()
+    order = list(TransactionKind)
+    movements = [
+        KindMovement(TransactionKind(kind), int(n), Money(int(total or 0), currency))
+        for kind, n, total in rows
+    ]
+    return sorted(movements, key=lambda m: order.index(m.kind))
 
 
 def campaign_money_trail(campaign, page: int = 1, per_page: int = 50) -> MoneyTrail:
@@ -817,7 +947,7 @@ def campaign_money_trail(campaign, page: int = 1, per_page: int = 50) -> MoneyTr
         .where(LedgerTransaction.campaign_id == campaign.id, LedgerEntry.currency == currency)
         .group_by(LedgerTransaction.kind, LedgerAccount.purpose, LedgerAccount.id, LedgerEntry.side)
     ).all()
-    f = _trail_figures(rows, escrow.id if escrow is not None else None)
+    f, other = _trail_figures(rows, escrow.id if escrow is not None else None)
     held = account_balance(escrow).amount if escrow is not None else 0
     accounted = (
         f["money_in"]
@@ -826,17 +956,13 @@ def campaign_money_trail(campaign, page: int = 1, per_page: int = 50) -> MoneyTr
         - f["processing_fee"]
         - f["released"]
         + f["recovered"]
+        - f["repaid_to_lenders"]
+        + sum(other.values())
     )
 
     page = max(1, page)
-    total_transactions = (
-        db.session.scalar(
-            select(func.count())
-            .select_from(LedgerTransaction)
-            .where(LedgerTransaction.campaign_id == campaign.id)
-        )
-        or 0
-    )
+    movements = _kind_movements(campaign.id, currency)
+    total_transactions = sum(m.transactions for m in movements)
     transactions = list(
         db.session.scalars(
             select(LedgerTransaction)
@@ -851,6 +977,7 @@ def campaign_money_trail(campaign, page: int = 1, per_page: int = 50) -> MoneyTr
         )
     )
     head_sequence, head_hash = chain_head()
+    order = list(TransactionKind)
     return MoneyTrail(
         currency=currency,
         **{name: Money(amount, currency) for name, amount in f.items()},
@@ -863,6 +990,13 @@ def campaign_money_trail(campaign, page: int = 1, per_page: int = 50) -> MoneyTr
         per_page=per_page,
         head_sequence=head_sequence,
         head_hash=head_hash,
+        movements=movements,
+        other_escrow_movements=[
+            EscrowMovement(kind, Money(net, currency))
+            for kind, net in sorted(other.items(), key=lambda item: order.index(item[0]))
+            if net
+        ],
+        after_success=after_success_lines(campaign),
     )
 
 

@@ -29,7 +29,9 @@ FIGURES = (
     "processing_fee",
     "released",
     "paid_out",
+    "paid_to_providers",
     "recovered",
+    "repaid_to_lenders",
     "corrections",
     "held_in_escrow",
 )
@@ -89,11 +91,37 @@ def money_trail_json(slug: str):
             "currency": trail.currency,
             "figures": {name: money(getattr(trail, name)) for name in FIGURES},
             "figures_add_up": (
-                "money_in - refunded - platform_fee - processing_fee - released + recovered + corrections "
-                "= held_in_escrow (the escrow account's balance); fees = platform_fee + processing_fee; "
-                "paid_out is what was sent on from what was released. Each figure sums the campaign's "
-                "entries of one transaction kind on one kind of account."
+                "money_in - refunded - platform_fee - processing_fee - released + recovered - repaid_to_lenders "
+                "+ the sum of other_escrow_movements' net + corrections = held_in_escrow (the escrow account's "
+                "balance); fees = platform_fee + processing_fee; paid_out is what was sent on from what was "
+                "released, paid_to_providers the part of it paid to hospitals and other providers. money_in is "
+                "every payment into the escrow: backers' payments and, for a loan, the borrower's repayments. "
+                "Each figure sums the campaign's entries of one transaction kind on one kind of account."
             ),
+            "movements": [
+                {
+                    "kind": m.kind.value,
+                    "label": m.label,
+                    "transactions": m.transactions,
+                    "amount": money(m.amount),
+                }
+                for m in trail.movements
+            ],
+            "other_escrow_movements": [
+                {"kind": m.kind.value, "label": m.label, "net": money(m.net)}
+                for m in trail.other_escrow_movements
+            ],
+            "after_success": {
+                line.name: {
+                    "label": line.label,
+                    "count": line.count,
+                    "unit": line.unit,
+                    "amount": money(line.amount),
+                    "recipients": line.recipients,
+                    "recipients_unit": line.recipients_unit,
+                }
+                for line in trail.after_success
+            },
             "escrow_account_id": trail.escrow_account_id,
             "transactions": [service.public_transaction(t) for t in trail.transactions],
             "pagination": {
