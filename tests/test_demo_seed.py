@@ -128,7 +128,7 @@ def test_seed_twice_gives_the_same_rows(app, seeded):
     assert first["campaigns"] >= 11 and first["users"] >= 4 + len(BACKERS)
     assert first["pledges"] == len(PLEDGES)
     assert first["ledger_transactions"] > 0 and first["payment_operations"] > 0
-    assert first["payment_methods"] == len(BACKERS) + 1 + len(EXTRA_CARDS)
+    assert first["payment_methods"] == len(BACKERS) + 1 + len(EXTRA_CARDS) + 1  # + the borrower's card
     assert first["investor_profiles"] == len(PROFILES)
     assert "skipped" not in seeded
     db.session.rollback()
@@ -138,6 +138,7 @@ def test_seed_twice_gives_the_same_rows(app, seeded):
     assert _state() == state
     assert "0 users, 0 organisations and 0 campaigns created" in second_output
     assert "0 sandbox cards saved, 0 investor profiles, 0 pledges placed, 0 payout accounts" in second_output
+    assert "0 loan repayments made" in second_output
 
 
 def test_seed_renames_what_former_seeds_called_the_patient_family(app, seeded):
@@ -179,11 +180,14 @@ def test_two_open_campaigns_of_each_kind_in_cny_and_usd(seeded):
             assert now + timedelta(days=9) < c.end_at <= now + timedelta(days=46), c.slug
 
 
-def test_one_campaign_in_review_one_draft_two_settled_one_failed(seeded):
+def test_one_campaign_in_review_one_draft_four_settled_one_failed(seeded):
     states = Counter(db.session.scalars(select(Campaign.state)))
     assert states[CampaignState.SUBMITTED] == 1
     assert states[CampaignState.DRAFT] == 1
-    assert states[CampaignState.SETTLED] == 2  # a donation campaign and a reward campaign
+    settled = Counter(
+        db.session.scalars(select(Campaign.kind).where(Campaign.state == CampaignState.SETTLED))
+    )
+    assert settled == Counter(CampaignKind)  # one campaign of each kind settled
     assert states[CampaignState.FAILED] == 1
     assert states[CampaignState.SUCCEEDED] == states[CampaignState.SETTLING] == 0
 
@@ -270,8 +274,9 @@ def test_donations_went_through_the_gateway_into_escrow_and_the_ledger_verifies(
             op.state is OperationState.SUCCEEDED and op.amount == p.amount and op.campaign_id == p.campaign_id
         )
         charged[p.campaign_id] += p.amount_amount
-    # Two open donation campaigns, the closed one, and the reward campaign charged at its close.
-    assert len(charged) == 4
+    # Two open donation campaigns, the closed one, and the reward, equity and debt campaigns
+    # charged at their close.
+    assert len(charged) == 6
     for c in db.session.scalars(select(Campaign)):
         escrow = ledger.account_balance(ledger.escrow_account(c))
         if c.state is CampaignState.SETTLED:  # fees taken, the rest paid out

@@ -21,9 +21,13 @@ def seed_command() -> None:
     )
     click.echo(
         f"Money: {result.cards_saved} sandbox cards saved, {result.investor_profiles} investor profiles, "
-        f"{result.pledges_placed} pledges placed, {result.payout_accounts} payout accounts set up."
+        f"{result.pledges_placed} pledges placed, {result.payout_accounts} payout accounts set up, "
+        f"{result.repayments} loan repayments made."
     )
-    click.echo(f"Jobs run as of {result.job_runs} past moments (closes, settlement retries and payouts).")
+    click.echo(
+        f"Jobs run as of {result.job_runs} past moments (closes, settlement retries, payouts, "
+        "shares issued, the loan opened and its late instalment)."
+    )
     for line in result.skipped:
         click.echo(f"  skipped: {line}")
     click.echo("")

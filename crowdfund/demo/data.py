@@ -795,6 +795,82 @@ and the video sessions.
             ),
         ),
     ),
+    DemoCampaign(
+        key="heartline-seed-round",
+        org="heartline",
+        kind=K.EQUITY,
+        category=C.MEDICAL_DEVICES,
+        currency="CNY",
+        goal=250_000,
+        title="Heartline Medical: seed round",
+        summary="Heartline raised its seed round from the public: preferred shares at ¥5, issued when the round settled.",
+        state=S.SETTLED,
+        started_days_ago=95,
+        ends_in_days=-60,
+        story="""\
+# Heart monitors for every community clinic
+
+Heartline makes wearable heart monitors that a township clinic can afford. This round paid
+for the engineering team that turned the first prototype into PulseStrip.
+
+## The round
+
+- Preferred shares at ¥5.00 each, on a pre-money valuation of ¥30 million
+- Minimum ¥250,000, maximum ¥600,000, from ¥1,000 per investor
+
+## What happened
+
+The round reached its minimum. Every investor's card was charged when it closed, the money
+was paid out to Heartline through HealthFund's settlement, and the shares were issued:
+each investor has a subscription certificate, and Heartline's cap table lists them.
+
+Investing in a young company is risky: you may lose the money you invest.
+""",
+        terms={
+            "security_type": SecurityType.PREFERRED,
+            "price_per_share": 5,
+            "pre_money_valuation": 30_000_000,
+            "min_target": 250_000,
+            "max_target": 600_000,
+            "min_investment": 1_000,
+        },
+    ),
+    DemoCampaign(
+        key="qingshan-portable-ultrasound",
+        org="qingshan",
+        kind=K.DEBT,
+        category=C.CLINICS_CARE,
+        currency="CNY",
+        goal=100_000,
+        title="Qingshan: a portable ultrasound for home visits",
+        summary="A one-year loan to a rural health centre for a portable ultrasound its doctors take to housebound patients.",
+        state=S.SETTLED,
+        started_days_ago=160,
+        ends_in_days=-130,
+        story="""\
+# Scans at the patient's bedside
+
+Many of our older patients cannot make the trip to the health centre for a scan. A portable
+ultrasound lets our doctors check hearts, abdomens and pregnancies on home visits.
+
+## The loan
+
+- ¥100,000 to ¥150,000 at 6.0 % a year, repaid in 12 monthly instalments
+- Lenders receive their share of each repayment as it arrives
+
+## Where it stands
+
+The loan was funded, paid out and is being repaid: the first instalments were paid by card
+and by bank transfer; one is late, and the late fee was added to it.
+""",
+        terms={
+            "annual_rate": "6.0",
+            "term_months": 12,
+            "min_amount": 100_000,
+            "max_amount": 150_000,
+            "min_loan_share": 500,
+        },
+    ),
 )
 
 
@@ -823,6 +899,35 @@ PROFILES = {
 #: Cards some backers saved before their sandbox 4242 card (which stays their default):
 #: Li Na's old card is saved fine, but the bank declines every charge on it.
 EXTRA_CARDS = {"backer3@healthfund.example": "4000 0000 0000 0341"}
+
+#: The settled equity round: its shares were issued when it settled (certificates, cap table).
+SETTLED_ROUND = "heartline-seed-round"
+#: Shares Heartline states it had issued before the round (¥30 million pre-money at ¥5).
+PRE_ROUND_SHARES = {"heartline": 6_000_000}
+
+#: The settled debt campaign whose loan is being repaid; the borrower is the organisation's
+#: owner, who saves a sandbox card to repay from.
+LOAN_IN_REPAYMENT = "qingshan-portable-ultrasound"
+BORROWER = "campaigner@healthfund.example"
+
+
+@dataclass(frozen=True)
+class DemoRepayment:
+    """One instalment the borrower repaid, `days_from_due` days after its due date (negative: early)."""
+
+    instalment: int
+    method: str  #: "card" (the borrower's saved card) or "bank_transfer" (sandbox, recorded by hand)
+    days_from_due: int
+
+    @property
+    def key(self) -> str:
+        return f"demo:loan:{LOAN_IN_REPAYMENT}:instalment:{self.instalment}"
+
+
+REPAYMENTS = (DemoRepayment(1, "card", -2), DemoRepayment(2, "bank_transfer", 0))
+#: The instalment left unpaid past its grace period: the jobs run the day after the grace
+#: period ends, and the late fee (LOAN_LATE_FEE) is added to it.
+LATE_INSTALMENT = 3
 
 #: The live campaign that ends soon after the seed: close it and watch it settle with
 #: `flask jobs tick --now …` (see README, "Demo").
@@ -889,6 +994,7 @@ def _pledges() -> tuple[DemoPledge, ...]:
         "caredose-fall-alert-pendant",
         ENDING_SOON,
     )
+    seed_round, ultrasound = "heartline-seed-round", "qingshan-portable-ultrasound"
     P = DemoPledge
     b = _backer
     return (
@@ -970,6 +1076,19 @@ def _pledges() -> tuple[DemoPledge, ...]:
         P(b(9), guardian, tier=1, at=0.50),
         P(b(10), guardian, tier=0, extra=15, at=0.65),
         P(b(11), guardian, amount=100, at=0.80),
+        # The settled equity round: charged at close, paid out, shares issued (Ben holds 1,000).
+        P(b(5), seed_round, amount=150_000, at=0.10),
+        P(b(8), seed_round, amount=60_000, at=0.25),
+        P(b(2), seed_round, amount=30_000, at=0.40),
+        P(b(4), seed_round, amount=10_000, at=0.55),
+        P(b(11), seed_round, amount=10_000, at=0.70),
+        P(b(None), seed_round, amount=5_000, at=0.85),
+        # The loan in repayment: funded, paid out, opened by the loans job.
+        P(b(5), ultrasound, amount=60_000, at=0.10),
+        P(b(8), ultrasound, amount=30_000, at=0.30),
+        P(b(2), ultrasound, amount=10_000, at=0.50),
+        P(b(4), ultrasound, amount=5_000, at=0.65),
+        P(b(None), ultrasound, amount=2_000, at=0.80),
         # Ends soon, past its goal: the newcomer closes it and watches it settle.
         P(b(7), rehab, tier=1, at=0.10),
         P(b(8), rehab, tier=2, quantity=2, at=0.20),

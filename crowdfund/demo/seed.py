@@ -19,6 +19,15 @@ declined on every try until her pledge is dropped, fees are posted and the rest 
 out; CareDose Guardian missed its goal and its pledges are released, nobody charged.
 The counters (`raised_amount`, `backer_count`, tiers' `claimed`) are the pledges' own.
 
+After success, the same jobs do the rest as of the payout date: Heartline's seed round
+(`SETTLED_ROUND`) has its shares issued (`equity.issue`: certificates, the cap table, with
+the pre-round shares Heartline states), and Qingshan's portable-ultrasound loan
+(`LOAN_IN_REPAYMENT`) is opened (`loans.open`). The borrower then repays instalment 1 from
+its saved card and instalment 2 by sandbox bank transfer (`REPAYMENTS`, each split among the
+lenders) on their days, and the jobs run the day after instalment 3's grace period ends
+(`loans.late`), which adds the late fee to it: a loan in repayment with one instalment
+late. All of it interleaved with the other campaigns' job moments in time order.
+
 Idempotent: whatever exists is found (see `crowdfund.demo.data`) and left as it is, so a
 second run creates nothing and changes nothing. One approved campaign starts 30 seconds
 after the first run: `make run`'s jobs put it live while you watch; one live campaign
@@ -29,7 +38,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from flask import current_app
 from sqlalchemy import select
@@ -42,23 +51,33 @@ from crowdfund.demo.covers import draw_cover
 from crowdfund.demo.data import (
     ADDRESSES,
     BACKERS,
+    BORROWER,
     CAMPAIGNS,
     DEMO_PASSWORD,
     EXTRA_CARDS,
+    LATE_INSTALMENT,
+    LOAN_IN_REPAYMENT,
     ORGS,
     PLEDGES,
+    PRE_ROUND_SHARES,
     PROFILES,
+    REPAYMENTS,
     USERS,
     DemoCampaign,
     DemoOrg,
     DemoPledge,
+    DemoRepayment,
     DemoUser,
 )
 from crowdfund.engine import service as engine
 from crowdfund.engine.models import Pledge
+from crowdfund.equity import service as equity
+from crowdfund.equity.models import PreRoundShares
 from crowdfund.errors import DomainError
 from crowdfund.extensions import db
 from crowdfund.jobs import run_jobs
+from crowdfund.loans import service as loans
+from crowdfund.loans.models import Loan, Repayment
 from crowdfund.models_base import utcnow
 from crowdfund.money import Money
 from crowdfund.payments import service as payments
@@ -85,8 +104,10 @@ class SeedResult:
     investor_profiles: int = 0
     pledges_placed: int = 0
     payout_accounts: int = 0
-    #: Moments in the past the periodic jobs were run as of (closes, retries, payouts).
+    #: Moments in the past the periodic jobs were run as of (closes, retries, payouts, late rules).
     job_runs: int = 0
+    #: Loan repayments the borrower made (by card or bank transfer).
+    repayments: int = 0
     #: Steps the services refused (e.g. a pledge to a campaign that has closed since the first seed).
     skipped: list[str] = field(default_factory=list)
 
@@ -307,9 +328,75 @@ def _job_moments(campaign: Campaign) -> list[datetime]:
     return [end, *settlement.retry_schedule(end), end + grace, end + payout]
 
 
+def _run_jobs(moment: datetime, result: SeedResult) -> None:
+    for outcome in run_jobs(now=moment):
+        if outcome.error:
+            result.skipped.append(f"jobs as of {moment:%Y-%m-%d %H:%M}: {outcome.line().splitlines()[0]}")
+    result.job_runs += 1
+
+
+def _repay(loan: Loan, spec: DemoRepayment, when: datetime, result: SeedResult) -> None:
+    """The borrower pays instalment `spec.instalment` in full, once (known by its request key)."""
+    if db.session.scalar(select(Repayment.id).where(Repayment.request_key == spec.key)) is not None:
+        return
+    borrower = accounts.find_user_by_email(BORROWER)
+    inst = next(i for i in loan.instalments if i.number == spec.instalment)
+    try:
+        if spec.method == "card":
+            card = payments.default_payment_method(borrower)
+            loans.repay_by_card(
+                borrower, loan.id, inst.outstanding, payment_method_id=card.id, request_key=spec.key, now=when
+            )
+        else:
+            loans.record_bank_transfer(
+                borrower,
+                loan.id,
+                inst.outstanding,
+                reference=f"QS-LOAN-{loan.id}-{spec.instalment:02d}",
+                request_key=spec.key,
+                now=when,
+            )
+    except DomainError as exc:
+        result.skipped.append(f"repayment of instalment {spec.instalment}: {exc.message}")
+        return
+    result.repayments += 1
+
+
+class _LoanStory:
+    """What happens to the loan in repayment once the loans job has opened it: the repayments
+    on their days, then the jobs the day after the late instalment's grace period."""
+
+    def __init__(self, campaign_id: int, now: datetime) -> None:
+        self.campaign_id, self.now = campaign_id, now
+        self.done: set[str] = set()
+
+    def steps(self, loan: Loan) -> list[tuple[datetime, str, DemoRepayment | None]]:
+        due = {i.number: datetime.combine(i.due_on, time(9), tzinfo=UTC) for i in loan.instalments}
+        grace = timedelta(days=int(current_app.config["LOAN_GRACE_DAYS"]))
+        steps = [(due[r.instalment] + timedelta(days=r.days_from_due), r.key, r) for r in REPAYMENTS]
+        steps.append((due[LATE_INSTALMENT] + grace + timedelta(days=1), "late", None))
+        return sorted((s for s in steps if s[0] <= self.now), key=lambda s: s[0])
+
+    def until(self, moment: datetime, result: SeedResult) -> None:
+        """Take every step due by `moment` not taken yet (nothing before the loan is open)."""
+        loan = loans.loan_for_campaign(self.campaign_id)
+        if loan is None:
+            return
+        for when, name, repayment in self.steps(loan):
+            if when > moment or name in self.done:
+                continue
+            self.done.add(name)
+            if repayment is not None:
+                _repay(loan, repayment, when, result)
+            else:
+                _run_jobs(when, result)
+
+
 def _run_jobs_since_the_closes(campaign_ids: dict[str, int], now: datetime, result: SeedResult) -> None:
     """Run the periodic jobs as of every past moment the closed demo campaigns needed them,
-    in time order: they close, settle (charge, retry, drop, fees, payout) or release them."""
+    in time order: they close, settle (charge, retry, drop, fees, payout) or release them,
+    issue the settled round's shares and open the loan; between two moments, the loan's own
+    story (repayments, the late instalment) takes the steps that fall between them."""
     moments = sorted(
         {
             moment
@@ -319,11 +406,23 @@ def _run_jobs_since_the_closes(campaign_ids: dict[str, int], now: datetime, resu
             if moment <= now
         }
     )
-    for moment in moments:
-        for outcome in run_jobs(now=moment):
-            if outcome.error:
-                result.skipped.append(f"jobs as of {moment:%Y-%m-%d %H:%M}: {outcome.line().splitlines()[0]}")
-        result.job_runs += 1
+    # Each story takes its own steps between two job moments (`until(moment, result)`, idempotent).
+    # Patient aid's (a hospital with a verified payout account, one tranche paid after its
+    # public notice, one still in notice) belongs in this list too.
+    stories = [_LoanStory(campaign_ids[LOAN_IN_REPAYMENT], now)]
+    for n, moment in enumerate(moments):
+        _run_jobs(moment, result)
+        for story in stories:
+            story.until(moments[n + 1] if n + 1 < len(moments) else now, result)
+
+
+def _pre_round_shares(orgs: dict[str, Organisation], users: dict[str, User]) -> None:
+    """What an organisation states it had issued before its HealthFund round (for its cap table)."""
+    for key, shares in PRE_ROUND_SHARES.items():
+        org = orgs[key]
+        if db.session.get(PreRoundShares, org.id) is None:
+            owner = users[next(o.owner for o in ORGS if o.key == key)]
+            equity.set_pre_round_shares(owner, org.id, shares)
 
 
 def seed_demo(now: datetime | None = None) -> SeedResult:
@@ -348,9 +447,10 @@ def seed_demo(now: datetime | None = None) -> SeedResult:
         campaign_ids[spec.key] = campaign.id
 
     if payments.gateway_name() == "sandbox":
-        _backers_money(["backer@healthfund.example", *(b.email for b in BACKERS)], result)
+        _backers_money(["backer@healthfund.example", *(b.email for b in BACKERS), BORROWER], result)
         _place_pledges(campaign_ids, now, result)
     else:
         result.skipped.append("cards and pledges: the demo money needs PAYMENT_GATEWAY=sandbox")
+    _pre_round_shares(orgs, users)
     _run_jobs_since_the_closes(campaign_ids, now, result)
     return result
