@@ -33,6 +33,9 @@ def test_the_registry_lists_every_package_job_once_in_order():
         "loans.open",
         "loans.repayments",
         "loans.late",
+        "patient_aid.pay",
+        "patient_aid.end",
+        "patient_aid.surplus",
     ]
     assert all(isinstance(job.every, timedelta) for job in jobs.registry())
 
