@@ -47,13 +47,14 @@ def create_app(config: type[Config] | dict | None = None) -> Flask:
 
 def register_money_trail(app: Flask) -> None:
     """What the after-success packages add to each campaign's public money trail
-    (`crowdfund.ledger.service.TrailLine`), in the order the page shows it. Patient aid's
-    tranches paid to hospitals and surpluses returned go here too."""
+    (`crowdfund.ledger.service.TrailLine`), in the order the page shows it: shares issued,
+    repayments received, tranches paid to hospitals and surpluses returned."""
     from crowdfund.equity.trail import trail_lines as equity_lines
     from crowdfund.ledger.service import TRAIL_SECTIONS
     from crowdfund.loans.trail import trail_lines as loan_lines
+    from crowdfund.patient_aid.trail import trail_lines as patient_aid_lines
 
-    app.extensions[TRAIL_SECTIONS] = (equity_lines, loan_lines)
+    app.extensions[TRAIL_SECTIONS] = (equity_lines, loan_lines, patient_aid_lines)
 
 
 def register_blueprints(app: Flask) -> None:

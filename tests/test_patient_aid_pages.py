@@ -175,3 +175,19 @@ def test_operators_register_and_verify_hospitals(app, client):
     assert db.session.get(Hospital, h.id).is_verified
     login(client, make_user())
     assert client.get("/operator/hospitals").status_code == 403
+
+
+def test_the_money_trail_shows_tranches_paid_and_the_surplus_returned(app, client):
+    from datetime import timedelta
+
+    campaign, owner, settled = settled_appeal(2, 10_000)
+    tranche = request(owner, campaign, hospital(), now=settled)
+    aid.approve_tranche(operator(), tranche.id, now=settled)
+    aid.pay_due_tranches(now=settled + timedelta(days=2))
+    aid.end_appeal(owner, campaign.id, now=settled + timedelta(days=3))
+    lines = {line.name: line for line in app.extensions["money_trail_sections"][2](campaign)}
+    assert lines["tranches_paid"].amount.amount == 8_000 and lines["tranches_paid"].recipients == 1
+    assert lines["surplus_returned"].amount.amount == 19_000 - 8_000
+    trail = client.get(f"/campaigns/{campaign.slug}/money-trail.json")
+    assert trail.status_code == 200
+    assert "tranches_paid" in trail.get_data(as_text=True)
