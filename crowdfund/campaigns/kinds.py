@@ -7,8 +7,10 @@ instead of branching on `campaign.kind`:
   `store_terms`, `current_terms`), the default funding model;
 - submission: `submission_problems(campaign, now)`, the checks before review;
 - closing: `succeeded(campaign)` (the success rule) and `closes_early(campaign, now)`;
-- settlement: `settlement_minimum(campaign)` (what must still be collected once unpaid
-  pledges are dropped, or everyone is refunded), `pays_out_through_tranches(campaign)`
+- settlement: `settlement_waits(campaign)` (a succeeded campaign's collection does not open
+  yet: equity investors still asked to reconfirm), `settlement_minimum(campaign)` (what must
+  still be collected once unpaid pledges are dropped, or everyone is refunded),
+  `pays_out_through_tranches(campaign)`
   (patient aid: nothing is released to the organisation; it stays in escrow for the
   hospital's tranches);
 - pledging: `charge_at_close` (recorded now, charged if the campaign succeeds),
@@ -298,6 +300,12 @@ class KindRules:
         return None
 
     # --- settlement ----------------------------------------------------------------------
+    def settlement_waits(self, campaign: Campaign) -> bool:
+        """Whether a succeeded campaign's settlement must not open yet (nothing is charged):
+        equity while investors are still asked to reconfirm an amendment — their answers,
+        or their lapse, come first."""
+        return False
+
     def settlement_minimum(self, campaign: Campaign) -> Money | None:
         """What settlement must collect once unpaid pledges are dropped, or every payment is
         refunded (equity: the minimum target; debt: the minimum loan). None: whatever is collected stands."""
@@ -479,20 +487,34 @@ class EquityRules(KindRules):
     def settlement_minimum(self, campaign: Campaign) -> Money | None:
         return Money(campaign.equity_terms.min_target_amount, campaign.currency)
 
+    def settlement_waits(self, campaign: Campaign) -> bool:
+        return campaign.equity_terms is not None and campaign.equity_terms.reconfirm_until is not None
+
     def closes_early(self, campaign: Campaign, now: datetime) -> bool:
+        """At its maximum, after EQUITY_EARLY_CLOSE_DAYS — but never while an investor is
+        still asked to reconfirm an amendment (`EquityTerms.reconfirm_until` is set)."""
         days = current_app.config["EQUITY_EARLY_CLOSE_DAYS"]
         return (
             campaign.equity_terms is not None
+            and campaign.equity_terms.reconfirm_until is None
             and campaign.raised_amount >= campaign.equity_terms.max_target_amount
             and now >= campaign.start_at + timedelta(days=days)
         )
 
     def early_close_filter(self, now: datetime) -> ColumnElement[bool] | None:
-        cap = select(EquityTerms.max_target_amount).where(EquityTerms.campaign_id == Campaign.id)
+        full = (
+            select(EquityTerms.campaign_id)
+            .where(
+                EquityTerms.campaign_id == Campaign.id,
+                EquityTerms.reconfirm_until.is_(None),
+                Campaign.raised_amount >= EquityTerms.max_target_amount,
+            )
+            .exists()
+        )
         return and_(
             Campaign.kind == self.kind,
             Campaign.start_at <= now - timedelta(days=current_app.config["EQUITY_EARLY_CLOSE_DAYS"]),
-            Campaign.raised_amount >= cap.scalar_subquery(),
+            full,
         )
 
     def cancellation_deadline(self, campaign: Campaign) -> datetime | None:

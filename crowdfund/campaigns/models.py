@@ -278,6 +278,10 @@ class EquityTerms(db.Model):
     #: Oversubscription cap: commitments never exceed it.
     max_target_amount: Mapped[int] = mapped_column(BigInteger)
     min_investment_amount: Mapped[int] = mapped_column(BigInteger)
+    #: Set while investors are asked to reconfirm an amendment of the live round (the latest
+    #: deadline), cleared once none is left to answer (`crowdfund.equity.amendments`). While
+    #: set, the round does not close early and, once closed, its settlement waits.
+    reconfirm_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     campaign: Mapped[Campaign] = relationship(back_populates="equity_terms")
 

@@ -10,9 +10,15 @@ refused: an investor always has the time to answer before the round closes.
 
 An investor reconfirms (`reconfirm`: at a new price their commitment becomes the whole
 shares it buys, any remainder is no longer committed) or declines (`decline`: the
-commitment is cancelled). `lapse_due_reconfirmations` (the `equity.lapse` job) cancels
-the commitments nobody reconfirmed in time and tells each investor (an `InvestorNotice`).
-Nothing is ever issued for a pledge whose last reconfirmation is not confirmed
+commitment is cancelled), while the round is open. `lapse_due_reconfirmations` (the
+`equity.lapse` job) cancels the commitments nobody reconfirmed in time — or by the time the
+round closed, whatever its deadline — and tells each investor (an `InvestorNotice`).
+
+While any reconfirmation is pending the campaign side knows it: `EquityTerms.reconfirm_until`
+is set by the amendment and cleared when the last answer is in or lapsed. Until then the
+round does not close early (`EquityRules.closes_early`) and, once closed, its settlement
+does not open (`EquityRules.settlement_waits`): nothing is ever charged for a commitment
+whose last reconfirmation is pending, declined or lapsed, and nothing is issued for it
 (`service.blocked_pledges`).
 """
 
@@ -22,12 +28,12 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import exists, or_, select
 
 from crowdfund.campaigns.access import is_member
 from crowdfund.campaigns.drafting import DraftInvalid
 from crowdfund.campaigns.kinds import INVESTMENT_CANCELLATION_CUTOFF, kind_rules
-from crowdfund.campaigns.models import Campaign, CampaignKind, CampaignState
+from crowdfund.campaigns.models import Campaign, CampaignKind, CampaignState, EquityTerms
 from crowdfund.database import lock, retry_on_lock, unit_of_work, valid_id
 from crowdfund.engine.counters import count_in, count_out, lock_campaign
 from crowdfund.engine.models import Pledge, PledgeState
@@ -48,6 +54,12 @@ if TYPE_CHECKING:
 
 #: The terms an amendment may change (the minimum target stays: it is the campaign's goal).
 AMENDABLE_FIELDS = ("security_type", "price_per_share", "pre_money_valuation", "max_target", "min_investment")
+#: While the round is in one of these states an investor can still answer; once it has
+#: closed every answer still pending lapses at once.
+OPEN_STATES = (CampaignState.LIVE, CampaignState.SUSPENDED)
+#: Closed with no settlement opened yet (a succeeded round's waits for the answers): a lapsed
+#: commitment is cancelled before anything is charged.
+_NOT_YET_SETTLED = (*OPEN_STATES, CampaignState.SUCCEEDED, CampaignState.FAILED)
 
 
 def add_business_days(moment: datetime, days: int) -> datetime:
@@ -160,6 +172,7 @@ def amend_round(
         db.session.add(amendment)
         db.session.flush()
         _ask_to_reconfirm(campaign, amendment, committed, now)
+        campaign.equity_terms.reconfirm_until = deadline if committed else None
     return amendment
 
 
@@ -230,9 +243,32 @@ def _locked_answer(user: User, pledge_id: Any, now: datetime) -> tuple[Campaign,
     campaign = lock_campaign(get_own_pledge(user, pledge_id).campaign_id)
     pledge = lock(Pledge, pledge_id)
     pending = pending_for_pledge(pledge.id)
-    if pending is None or now >= pending.deadline or pledge.state is not PledgeState.ACTIVE:
+    if (
+        pending is None
+        or now >= pending.deadline
+        or pledge.state is not PledgeState.ACTIVE
+        or campaign.state not in OPEN_STATES
+    ):
         raise Conflict(code=ErrorCode.RECONFIRMATION_CLOSED)
     return campaign, pledge, lock(Reconfirmation, pending.id)
+
+
+def _end_hold_if_answered(campaign: Campaign) -> None:
+    """Clear `reconfirm_until` once no reconfirmation of the (locked) round is pending."""
+    terms = campaign.equity_terms
+    if terms is None or terms.reconfirm_until is None:
+        return
+    db.session.flush()
+    pending = db.session.scalar(
+        select(Reconfirmation.id)
+        .where(
+            Reconfirmation.campaign_id == campaign.id,
+            Reconfirmation.state == ReconfirmationState.PENDING,
+        )
+        .limit(1)
+    )
+    if pending is None:
+        terms.reconfirm_until = None
 
 
 @retry_on_lock
@@ -258,6 +294,7 @@ def reconfirm(user: User, pledge_id: Any, *, now: datetime | None = None) -> Rec
         pledge.shares = shares
         pledge.updated_at = now
         answer.transition_to(ReconfirmationState.CONFIRMED, now)
+        _end_hold_if_answered(campaign)
     return answer
 
 
@@ -272,19 +309,28 @@ def decline(user: User, pledge_id: Any, *, now: datetime | None = None) -> Recon
         count_out(campaign, pledge, None)
         answer.transition_to(ReconfirmationState.DECLINED, now)
         _notify(pledge, campaign, ErrorCode.RECONFIRM_DECLINED, answer.deadline, now)
+        _end_hold_if_answered(campaign)
     return answer
 
 
 def lapse_due_reconfirmations(*, now: datetime | None = None, limit: int = 500) -> int:
-    """Cancel every commitment whose reconfirmation deadline has passed; how many lapsed."""
+    """Cancel every commitment whose reconfirmation deadline has passed, or whose round has
+    closed before it was answered; how many lapsed. Also ends any stale hold."""
     now = now or utcnow()
     due = db.session.execute(
         select(Reconfirmation.id, Reconfirmation.campaign_id)
-        .where(Reconfirmation.state == ReconfirmationState.PENDING, Reconfirmation.deadline <= now)
+        .join(Campaign, Campaign.id == Reconfirmation.campaign_id)
+        .where(
+            Reconfirmation.state == ReconfirmationState.PENDING,
+            or_(Reconfirmation.deadline <= now, Campaign.state.not_in(OPEN_STATES)),
+        )
         .order_by(Reconfirmation.campaign_id, Reconfirmation.id)
         .limit(limit)
     ).all()
-    return sum(1 for rid, cid in due if _lapse(rid, cid, now))
+    lapsed = sum(1 for rid, cid in due if _lapse(rid, cid, now))
+    for campaign_id in _held_without_pending():
+        _end_hold(campaign_id)
+    return lapsed
 
 
 @retry_on_lock
@@ -296,15 +342,34 @@ def _lapse(reconfirmation_id: int, campaign_id: int, now: datetime) -> bool:
         )
         pledge = lock(Pledge, pledge_id)
         answer = lock(Reconfirmation, reconfirmation_id)
-        if answer.state is not ReconfirmationState.PENDING or now < answer.deadline:
+        if answer.state is not ReconfirmationState.PENDING or (
+            now < answer.deadline and campaign.state in OPEN_STATES
+        ):
             return False
         answer.transition_to(ReconfirmationState.LAPSED, now)
-        if pledge.state is PledgeState.ACTIVE and campaign.state in (
-            CampaignState.LIVE,
-            CampaignState.SUSPENDED,
-        ):
+        if pledge.state is PledgeState.ACTIVE and campaign.state in _NOT_YET_SETTLED:
             pledge.transition_to(PledgeState.CANCELLED, now)
             pledge.updated_at = now
             count_out(campaign, pledge, None)
-        _notify(pledge, campaign, ErrorCode.NOT_RECONFIRMED, answer.deadline, now)
+        _notify(pledge, campaign, ErrorCode.NOT_RECONFIRMED, min(answer.deadline, now), now)
+        _end_hold_if_answered(campaign)
     return True
+
+
+def _held_without_pending() -> list[int]:
+    """Rounds whose hold is set with nothing left to answer (none in normal running)."""
+    pending = exists().where(
+        Reconfirmation.campaign_id == EquityTerms.campaign_id,
+        Reconfirmation.state == ReconfirmationState.PENDING,
+    )
+    return list(
+        db.session.scalars(
+            select(EquityTerms.campaign_id).where(EquityTerms.reconfirm_until.is_not(None), ~pending)
+        )
+    )
+
+
+@retry_on_lock
+def _end_hold(campaign_id: int) -> None:
+    with unit_of_work():
+        _end_hold_if_answered(lock_campaign(campaign_id))

@@ -198,10 +198,16 @@ def open_due_settlements(*, now: datetime | None = None) -> int:
     opened = 0
     for campaign_id in ids:
         before = settlement_for(campaign_id)
-        if before is None:
+        if before is None and not _waits(campaign_id):
             open_settlement(campaign_id, now=now)
             opened += 1
     return opened
+
+
+def _waits(campaign_id: int) -> bool:
+    """The kind holds a succeeded campaign's settlement (equity: reconfirmations pending)."""
+    campaign = db.session.get(Campaign, campaign_id)
+    return campaign.state is CampaignState.SUCCEEDED and kind_rules(campaign).settlement_waits(campaign)
 
 
 @retry_on_lock
@@ -212,7 +218,8 @@ def open_settlement(campaign_id: int, *, now: datetime | None = None) -> Settlem
     and keep-it-all gifts already charged are *charged*), the campaign moves to settling.
     Failed: every active pledge is released at once (nothing is charged; the backer reads
     "not funded — you were not charged"). Cancelled: charged pledges are refunded, the
-    rest released.
+    rest released. A succeeded campaign whose kind `settlement_waits` (equity investors
+    still asked to reconfirm) is refused with a Conflict; the job skips it until then.
     """
     now = now or utcnow()
     with unit_of_work():
@@ -221,6 +228,13 @@ def open_settlement(campaign_id: int, *, now: datetime | None = None) -> Settlem
         if existing is not None:
             return existing
         if campaign.state is CampaignState.SUCCEEDED:
+            if kind_rules(campaign).settlement_waits(campaign):
+                raise Conflict(
+                    "Investors are still asked to reconfirm this round's terms: it settles once "
+                    "each has answered or their time has lapsed.",
+                    code=ErrorCode.CONFLICT,
+                    params={"waiting": "reconfirmation"},
+                )
             state = SettlementState.COLLECTING
         elif campaign.state is CampaignState.FAILED:
             state = SettlementState.RELEASING
