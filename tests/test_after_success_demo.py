@@ -1,7 +1,9 @@
 """The demo after success: after `flask demo seed` a settled equity round has issued its shares
 (cap table, certificates, Ben holds some), a loan is being repaid with one instalment late
-and its late fee, Ben's donations have receipts, each campaign's money trail shows what
-followed the close, and the ledger verifies.
+and its late fee, Ben's donations have receipts, a settled patient-aid appeal has paid one
+tranche to its verified hospital and shows another in public notice (its invoice for the
+family and operators only), each campaign's money trail shows what followed the close, and
+the ledger verifies.
 
 The module seeds once (a seed goes through every service); the tests only read.
 """
@@ -12,19 +14,24 @@ from datetime import timedelta
 
 import pytest
 from flask import g
+from markupsafe import escape
 from sqlalchemy import func, select
 
 from crowdfund import create_app
 from crowdfund.accounts.models import User
 from crowdfund.campaigns.models import Campaign, CampaignKind, CampaignState
 from crowdfund.demo.data import (
+    APPEAL_CAMPAIGNER,
     BORROWER,
     CAMPAIGNS,
+    HOSPITAL,
     LATE_INSTALMENT,
     LOAN_IN_REPAYMENT,
     PRE_ROUND_SHARES,
     REPAYMENTS,
+    SETTLED_APPEAL,
     SETTLED_ROUND,
+    TRANCHES,
 )
 from crowdfund.engine.models import Pledge, PledgeState
 from crowdfund.equity import service as equity
@@ -35,6 +42,12 @@ from crowdfund.ledger.models import LedgerTransaction, TransactionKind
 from crowdfund.loans import service as loans
 from crowdfund.loans.models import LoanLender, LoanState, Repayment, RepaymentMethod, RepaymentState
 from crowdfund.models_base import utcnow
+from crowdfund.money import Money
+from crowdfund.patient_aid import invoices
+from crowdfund.patient_aid import service as aid
+from crowdfund.patient_aid.models import Hospital, Tranche, TrancheState
+from crowdfund.payments.models import OperationKind, OperationState, PaymentOperation
+from crowdfund.payments.sandbox import SandboxPayout
 from crowdfund.receipts import service as receipts
 from crowdfund.settlement import service as settlement
 from crowdfund.settlement.models import SettlementState
@@ -43,6 +56,7 @@ from tests.factories import login
 from tests.test_demo_seed import demo_config
 
 BEN = "backer@healthfund.example"
+OPERATOR = "operator@healthfund.example"
 
 
 @pytest.fixture(scope="module")
@@ -217,6 +231,104 @@ def test_ben_has_a_donation_receipt_page_and_pdf(client, seeded):
     assert pdf.status_code == 200 and pdf.mimetype == "application/pdf"
     login(client, user("backer1@healthfund.example"))
     assert client.get(f"/my/receipts/{gifts[0].id}").status_code == 404
+
+
+# --- the patient-aid appeal -----------------------------------------------------------------
+def appeal_tranches() -> tuple[Campaign, Hospital, Tranche, Tranche]:
+    """The settled appeal, its hospital, its paid tranche and its tranche in notice."""
+    c = campaign(SETTLED_APPEAL)
+    h = db.session.scalar(select(Hospital).where(Hospital.licence_number == HOSPITAL.licence_number))
+    tranches = list(
+        db.session.scalars(select(Tranche).where(Tranche.campaign_id == c.id).order_by(Tranche.id))
+    )
+    assert [t.request_key for t in tranches] == [spec.key for spec in TRANCHES]
+    paid, in_notice = tranches
+    return c, h, paid, in_notice
+
+
+def test_the_appeal_settled_keeping_its_money_for_a_verified_hospital(seeded):
+    c, h, _, _ = appeal_tranches()
+    s = settlement.settlement_for(c.id)
+    assert c.kind is CampaignKind.DONATION and aid.is_patient_aid(c) and c.state is CampaignState.SETTLED
+    assert s.state is SettlementState.SETTLED and s.released_amount == 0  # nothing to the family
+    assert c.organisation.created_by_id == user(APPEAL_CAMPAIGNER).id
+    assert h.is_verified and h.payouts_enabled and h.gateway == "sandbox" and h.account_id
+    assert h.verified_by_id == user(OPERATOR).id and h.verified_at > c.closed_at
+    assert h.bank_name == HOSPITAL.bank_name and h.last4 == HOSPITAL.account_number[-4:]
+
+
+def test_one_tranche_was_approved_noticed_and_paid_to_the_hospital_by_the_job(seeded):
+    c, h, paid, _ = appeal_tranches()
+    spec = TRANCHES[0]
+    assert paid.state is TrancheState.PAID and paid.hospital_id == h.id
+    assert paid.requested_by_id == user(APPEAL_CAMPAIGNER).id and paid.decided_by_id == user(OPERATOR).id
+    total = Money(sum(Money.parse(a, "CNY").amount for _, a in spec.items), "CNY")
+    assert paid.amount == paid.invoice_total == total
+    assert [(i.description, i.amount.format_plain()) for i in paid.items] == list(spec.items)
+    # approved, then 24 hours of public notice, then paid by the job as of the notice's end
+    assert paid.notice_ends_at == paid.decided_at + timedelta(hours=24) == paid.paid_at < utcnow()
+    assert c.closed_at < paid.requested_at < paid.decided_at
+    op = db.session.get(PaymentOperation, paid.payout_operation_id)
+    assert (
+        op.kind is OperationKind.PAYOUT and op.state is OperationState.SUCCEEDED and op.amount == paid.amount
+    )
+    payouts = list(db.session.scalars(select(SandboxPayout).where(SandboxPayout.destination == h.account_id)))
+    assert [p.amount for p in payouts] == [paid.amount_amount]
+    # the ledger: escrow -> the hospital's payable (release), payable -> paid out (payout)
+    release = ledger.find_transaction(aid.release_key(paid.id))
+    assert release.kind == TransactionKind.RELEASE and release.campaign_id == c.id
+    assert ledger.find_transaction(f"payment:{op.id}:payout").kind == TransactionKind.PAYOUT
+    assert ledger.balance_owed(currency="CNY", provider_id=h.id) == Money(0, "CNY")
+    s = settlement.settlement_for(c.id)
+    net = s.collected_amount - s.platform_fee_amount - s.processing_fee_amount
+    assert ledger.balance_of_escrow(c.id, c.currency).amount == net - paid.amount_amount > 0
+
+
+def test_one_tranche_is_in_public_notice_on_the_campaign_page_with_its_report_link(client, seeded):
+    c, h, paid, notice = appeal_tranches()
+    now = utcnow()
+    assert notice.state is TrancheState.IN_NOTICE and notice.decided_by_id == user(OPERATOR).id
+    assert notice.decided_at < now < notice.notice_ends_at == notice.decided_at + timedelta(hours=24)
+    assert notice.paid_at is None and notice.payout_operation_id is None
+    # still in escrow, promised to the hospital: what the appeal holds for new tranches excludes it
+    assert aid.held(c) == ledger.balance_of_escrow(c.id, c.currency) - notice.amount
+    page = client.get(f"/campaigns/{c.slug}").get_data(as_text=True)
+    assert 'id="tranche-notices"' in page
+    assert f'id="tranche-{notice.id}"' in page and f'id="tranche-{paid.id}"' in page
+    assert notice.amount.format(with_code=True) in page and paid.amount.format(with_code=True) in page
+    assert str(escape(h.name)) in page and "Public notice" in page and "Paid to the hospital" in page
+    assert f"/tranches/{notice.id}/report" in page and f"/tranches/{paid.id}/report" not in page
+    # the public notice names no patient and links no invoice
+    full = c.donation_terms.patient_name
+    assert full not in page and "/invoice" not in page
+    assert client.get(f"/tranches/{notice.id}/report").status_code == 302  # log in to report
+
+
+def test_the_invoices_are_for_the_family_and_operators_only(client, seeded):
+    c, _, paid, notice = appeal_tranches()
+    for t in (paid, notice):
+        path = invoices.invoice_path(t.invoice_file)
+        assert path is not None and path.read_bytes().startswith(b"%PDF-") and "static" not in path.parts
+        assert t.invoice_content_type == "application/pdf"
+        anonymous = client.get(f"/tranches/{t.id}/invoice")
+        assert anonymous.status_code in (302, 404) and not anonymous.data.startswith(b"%PDF")
+    login(client, user(BEN))
+    assert client.get(f"/tranches/{paid.id}/invoice").status_code == 404
+    for email in (APPEAL_CAMPAIGNER, OPERATOR):
+        login(client, user(email))
+        response = client.get(f"/tranches/{paid.id}/invoice")
+        assert response.status_code == 200 and response.mimetype == "application/pdf", email
+        assert response.headers["Content-Disposition"].startswith("attachment")
+        assert response.data.startswith(b"%PDF-") and b"%%EOF" in response.data[-1024:]
+
+
+def test_the_appeals_money_trail_shows_the_tranche_paid_to_the_hospital(client, seeded):
+    c, _, paid, _ = appeal_tranches()
+    body = trail_json(client, c)
+    line = body["after_success"]["tranches_paid"]
+    assert (line["count"], line["recipients"]) == (1, 1)
+    assert line["amount"]["amount"] == paid.amount_amount == body["figures"]["released"]["amount"]
+    assert body["figures"]["held_in_escrow"]["amount"] == ledger.balance_of_escrow(c.id, c.currency).amount
 
 
 # --- the money trail and the ledger ---------------------------------------------------------

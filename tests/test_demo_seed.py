@@ -41,8 +41,10 @@ from crowdfund.ledger import service as ledger
 from crowdfund.ledger.models import LedgerTransaction
 from crowdfund.models_base import utcnow
 from crowdfund.money import Money
+from crowdfund.patient_aid.models import Tranche, TrancheState
 from crowdfund.payments import service as payments
 from crowdfund.payments.models import OperationState, PaymentOperation
+from crowdfund.settlement import service as settlement
 from tests.conftest import _config, _truncate_all
 
 MAIN_LOGINS = {
@@ -123,8 +125,14 @@ def seeded(app, _first_seed):
     return _first_seed
 
 
+def _invoice_files(app) -> int:
+    folder = Path(app.config["UPLOAD_DIR"]) / "invoices"
+    return len(list(folder.iterdir())) if folder.exists() else 0
+
+
 def test_seed_twice_gives_the_same_rows(app, seeded):
     first, state = _counts(), _state()
+    invoice_files = _invoice_files(app)
     assert first["campaigns"] >= 11 and first["users"] >= 4 + len(BACKERS)
     assert first["pledges"] == len(PLEDGES)
     assert first["ledger_transactions"] > 0 and first["payment_operations"] > 0
@@ -138,7 +146,8 @@ def test_seed_twice_gives_the_same_rows(app, seeded):
     assert _state() == state
     assert "0 users, 0 organisations and 0 campaigns created" in second_output
     assert "0 sandbox cards saved, 0 investor profiles, 0 pledges placed, 0 payout accounts" in second_output
-    assert "0 loan repayments made" in second_output
+    assert "0 loan repayments made, 0 hospitals registered, 0 tranches requested" in second_output
+    assert _invoice_files(app) == invoice_files > 0  # no invoice uploaded again
 
 
 def test_seed_renames_what_former_seeds_called_the_patient_family(app, seeded):
@@ -180,14 +189,15 @@ def test_two_open_campaigns_of_each_kind_in_cny_and_usd(seeded):
             assert now + timedelta(days=9) < c.end_at <= now + timedelta(days=46), c.slug
 
 
-def test_one_campaign_in_review_one_draft_four_settled_one_failed(seeded):
+def test_one_campaign_in_review_one_draft_five_settled_one_failed(seeded):
     states = Counter(db.session.scalars(select(Campaign.state)))
     assert states[CampaignState.SUBMITTED] == 1
     assert states[CampaignState.DRAFT] == 1
     settled = Counter(
         db.session.scalars(select(Campaign.kind).where(Campaign.state == CampaignState.SETTLED))
     )
-    assert settled == Counter(CampaignKind)  # one campaign of each kind settled
+    # one campaign of each kind settled, and the patient-aid appeal paying its hospital in tranches
+    assert settled == Counter(CampaignKind) + Counter({CampaignKind.DONATION: 1})
     assert states[CampaignState.FAILED] == 1
     assert states[CampaignState.SUCCEEDED] == states[CampaignState.SETTLING] == 0
 
@@ -274,12 +284,22 @@ def test_donations_went_through_the_gateway_into_escrow_and_the_ledger_verifies(
             op.state is OperationState.SUCCEEDED and op.amount == p.amount and op.campaign_id == p.campaign_id
         )
         charged[p.campaign_id] += p.amount_amount
-    # Two open donation campaigns, the closed one, and the reward, equity and debt campaigns
+    # Two open donation campaigns, the two closed ones, and the reward, equity and debt campaigns
     # charged at their close.
-    assert len(charged) == 6
+    assert len(charged) == 7
     for c in db.session.scalars(select(Campaign)):
         escrow = ledger.account_balance(ledger.escrow_account(c))
-        if c.state is CampaignState.SETTLED:  # fees taken, the rest paid out
+        if c.state is CampaignState.SETTLED and c.donation_terms and c.donation_terms.is_patient_aid:
+            # fees taken; the rest stays in escrow but for the tranche paid to the hospital
+            s = settlement.settlement_for(c.id)
+            paid = sum(
+                t.amount_amount
+                for t in db.session.scalars(select(Tranche).where(Tranche.campaign_id == c.id))
+                if t.state is TrancheState.PAID
+            )
+            net = charged[c.id] - s.platform_fee_amount - s.processing_fee_amount
+            assert escrow.amount == net - paid and 0 < paid < net, c.slug
+        elif c.state is CampaignState.SETTLED:  # fees taken, the rest paid out
             assert escrow.amount == 0 < charged[c.id], c.slug
         else:
             assert escrow == Money(charged.get(c.id, 0), c.currency), c.slug
@@ -356,16 +376,16 @@ def test_terms_add_up(seeded):
     assert any(t.quantity_limit is None for t in reward_tiers)
     assert any(t.quantity_limit is not None and t.quantity_limit <= 5 for t in reward_tiers)
 
-    aid = [c for c in campaigns if c.donation_terms and c.donation_terms.is_patient_aid]
-    assert len(aid) == 1
-    aid = aid[0]
-    assert aid.currency == "CNY" and aid.category is HealthCategory.PATIENT_AID
-    assert aid.goal_amount <= 500_000_00
-    assert (
-        aid.donation_terms.patient_name
-        and aid.donation_terms.hospital_name
-        and aid.donation_terms.diagnosis_summary
-    )
+    appeals = [c for c in campaigns if c.donation_terms and c.donation_terms.is_patient_aid]
+    assert Counter(c.state for c in appeals) == Counter([CampaignState.LIVE, CampaignState.SETTLED])
+    for aid in appeals:  # the live appeal, and the family's first one, settled
+        assert aid.currency == "CNY" and aid.category is HealthCategory.PATIENT_AID
+        assert aid.goal_amount <= 500_000_00
+        assert (
+            aid.donation_terms.patient_name
+            and aid.donation_terms.hospital_name
+            and aid.donation_terms.diagnosis_summary
+        )
 
 
 def test_stories_are_rendered_markdown(seeded):

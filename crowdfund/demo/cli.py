@@ -22,11 +22,12 @@ def seed_command() -> None:
     click.echo(
         f"Money: {result.cards_saved} sandbox cards saved, {result.investor_profiles} investor profiles, "
         f"{result.pledges_placed} pledges placed, {result.payout_accounts} payout accounts set up, "
-        f"{result.repayments} loan repayments made."
+        f"{result.repayments} loan repayments made, {result.hospitals} hospitals registered, "
+        f"{result.tranches} tranches requested."
     )
     click.echo(
         f"Jobs run as of {result.job_runs} past moments (closes, settlement retries, payouts, "
-        "shares issued, the loan opened and its late instalment)."
+        "shares issued, the loan opened and its late instalment, a tranche paid to a hospital)."
     )
     for line in result.skipped:
         click.echo(f"  skipped: {line}")

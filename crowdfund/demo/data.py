@@ -517,6 +517,48 @@ Thank you for reading, and for sharing.
         },
     ),
     DemoCampaign(
+        key="xiaoyu-s-first-months-of-chemotherapy",
+        org="chen-family",
+        kind=K.DONATION,
+        category=C.PATIENT_AID,
+        currency="CNY",
+        goal=45_000,
+        title="Xiaoyu's first months of chemotherapy",
+        summary="Our first appeal for Xiaoyu: her induction chemotherapy. The money is paid to her hospital against its invoices.",
+        state=S.SETTLED,
+        started_days_ago=80,
+        ends_in_days=-50,
+        story="""\
+# The first month decides a lot
+
+Xiaoyu was diagnosed with acute lymphoblastic leukaemia in the spring. Her doctors started
+induction chemotherapy at once: four weeks in the haematology ward, with blood
+transfusions and daily tests.
+
+## What the money pays for
+
+- The induction chemotherapy and the medicines not covered by the medical insurance
+- Blood and platelet transfusions
+- The first cycle of consolidation chemotherapy
+
+## How HealthFund handles it
+
+Nothing is paid to us. The hospital sends an itemised invoice; HealthFund's operators check
+it and show each payment on this page for a day before it is paid to the hospital, so that
+anyone can report a problem. What is left when the treatment ends goes back to donors.
+
+Thank you: this appeal reached its goal. Xiaoyu's next step is in our new appeal.
+""",
+        terms={
+            "beneficiary_name": "Jiangnan Children's Hospital (for Chen X.)",
+            "is_patient_aid": True,
+            "patient_name": "Chen Xiaoyu",
+            "hospital_name": "Jiangnan Children's Hospital, Department of Haematology",
+            "diagnosis_summary": "Acute lymphoblastic leukaemia (B-cell), newly diagnosed; induction "
+            "chemotherapy followed by consolidation.",
+        },
+    ),
+    DemoCampaign(
         key="train-community-health-workers",
         org="chw",
         kind=K.DONATION,
@@ -929,6 +971,87 @@ REPAYMENTS = (DemoRepayment(1, "card", -2), DemoRepayment(2, "bank_transfer", 0)
 #: period ends, and the late fee (LOAN_LATE_FEE) is added to it.
 LATE_INSTALMENT = 3
 
+#: The settled patient-aid appeal: its money stayed in escrow when it settled and goes to the
+#: hospital in tranches, each against an itemised invoice of that hospital.
+SETTLED_APPEAL = "xiaoyu-s-first-months-of-chemotherapy"
+#: The appeal's campaigner, who requests the tranches (the owner of the patient's family).
+APPEAL_CAMPAIGNER = "family@healthfund.example"
+
+
+@dataclass(frozen=True)
+class DemoHospital:
+    """A hospital an operator registered (with sandbox bank details) and verified."""
+
+    name: str
+    licence_number: str
+    city: str
+    bank_name: str
+    account_number: str
+
+
+HOSPITAL = DemoHospital(
+    name="Jiangnan Children's Hospital",
+    licence_number="PDY-33010619-5812",
+    city="Hangzhou",
+    bank_name="Bank of Hangzhou",
+    account_number="6222 0202 0011 2233",
+)
+
+
+@dataclass(frozen=True)
+class DemoTranche:
+    """One tranche of the settled appeal, requested against an itemised invoice.
+
+    `paid`: requested `days_after_settled` days after the appeal settled, approved
+    `approved_after_hours` later, paid by the `patient_aid.pay` job when its public notice
+    is over. Otherwise requested `hours_before_seed` hours before the seed and approved
+    `approved_after_hours` later: its public notice is still running when the seed ends.
+    """
+
+    number: int
+    purpose: str
+    invoice_number: str
+    #: (description, amount in major units as the form takes it)
+    items: tuple[tuple[str, str], ...]
+    paid: bool
+    approved_after_hours: int
+    days_after_settled: int = 0
+    hours_before_seed: int = 0
+
+    @property
+    def key(self) -> str:
+        return f"demo-tranche-{SETTLED_APPEAL}-{self.number}"
+
+
+TRANCHES = (
+    DemoTranche(
+        1,
+        "Induction chemotherapy for Chen Xiaoyu (4 weeks in the haematology ward)",
+        "JCH-2024-031877",
+        (
+            ("Induction chemotherapy, weeks 1-4 (Chen Xiaoyu)", "18,600.00"),
+            ("Medicines not covered by the medical insurance", "6,480.00"),
+            ("Blood and platelet transfusions", "3,960.00"),
+            ("Haematology ward, 28 days", "2,820.00"),
+        ),
+        paid=True,
+        days_after_settled=2,
+        approved_after_hours=20,
+    ),
+    DemoTranche(
+        2,
+        "Consolidation chemotherapy for Chen Xiaoyu, cycle 1",
+        "JCH-2024-040215",
+        (
+            ("Consolidation chemotherapy, cycle 1 (Chen Xiaoyu)", "6,900.00"),
+            ("Lumbar puncture and intrathecal therapy", "1,500.00"),
+        ),
+        paid=False,
+        hours_before_seed=30,
+        approved_after_hours=27,
+    ),
+)
+
 #: The live campaign that ends soon after the seed: close it and watch it settle with
 #: `flask jobs tick --now …` (see README, "Demo").
 ENDING_SOON = "riverside-home-knee-rehab-kit"
@@ -995,6 +1118,7 @@ def _pledges() -> tuple[DemoPledge, ...]:
         ENDING_SOON,
     )
     seed_round, ultrasound = "heartline-seed-round", "qingshan-portable-ultrasound"
+    first_appeal = SETTLED_APPEAL
     P = DemoPledge
     b = _backer
     return (
@@ -1060,6 +1184,22 @@ def _pledges() -> tuple[DemoPledge, ...]:
         P(b(6), sightline, amount=3_000, at=0.70),
         P(b(1), sightline, amount=2_000, at=0.85),
         P(b(None), sightline, amount=500, at=0.95),
+        # The settled patient-aid appeal: given while it was open, past its goal; the money
+        # stayed in escrow and goes to the hospital in tranches.
+        P(b(5), first_appeal, amount=20_000, at=0.10),
+        P(
+            b(2),
+            first_appeal,
+            amount=10_000,
+            at=0.20,
+            message="Be brave, Xiaoyu. Our whole office is with you.",
+        ),
+        P(b(6), first_appeal, amount=8_000, at=0.30),
+        P(b(1), first_appeal, amount=3_000, at=0.45),
+        P(b(3), first_appeal, amount=2_000, at=0.55),
+        P(b(4), first_appeal, amount=1_500, at=0.65),
+        P(b(None), first_appeal, amount=1_000, at=0.75, message="For Xiaoyu, from Portland."),
+        P(b(12), first_appeal, amount=500, at=0.90),
         # Settled: charged when it closed; Li Na's card was declined on every try until the
         # grace period ended, so her pledge was dropped; fees taken and the rest paid out.
         P(b(5), quietcuff, tier=2, quantity=12, at=0.10),

@@ -26,7 +26,14 @@ the pre-round shares Heartline states), and Qingshan's portable-ultrasound loan
 its saved card and instalment 2 by sandbox bank transfer (`REPAYMENTS`, each split among the
 lenders) on their days, and the jobs run the day after instalment 3's grace period ends
 (`loans.late`), which adds the late fee to it: a loan in repayment with one instalment
-late. All of it interleaved with the other campaigns' job moments in time order.
+late. The settled patient-aid appeal (`SETTLED_APPEAL`, the Chen family's first appeal for
+Xiaoyu) kept its money in escrow when it settled: an operator registers and verifies its
+hospital (`HOSPITAL`, sandbox bank details), the family requests a tranche against the
+hospital's itemised invoice (a PDF made in memory), the operator approves it, and the jobs
+pay it to the hospital (`patient_aid.pay`) when its 24-hour public notice is over; a second
+tranche is requested and approved a few hours before the seed, so its public notice is
+running (`TRANCHES`). All of it interleaved with the other campaigns' job moments in time
+order.
 
 Idempotent: whatever exists is found (see `crowdfund.demo.data`) and left as it is, so a
 second run creates nothing and changes nothing. One approved campaign starts 30 seconds
@@ -37,8 +44,10 @@ after the first run: `make run`'s jobs put it live while you watch; one live cam
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from functools import partial
 
 from flask import current_app
 from sqlalchemy import select
@@ -50,11 +59,13 @@ from crowdfund.campaigns.models import Campaign, CampaignKind, CampaignState
 from crowdfund.demo.covers import draw_cover
 from crowdfund.demo.data import (
     ADDRESSES,
+    APPEAL_CAMPAIGNER,
     BACKERS,
     BORROWER,
     CAMPAIGNS,
     DEMO_PASSWORD,
     EXTRA_CARDS,
+    HOSPITAL,
     LATE_INSTALMENT,
     LOAN_IN_REPAYMENT,
     ORGS,
@@ -62,13 +73,17 @@ from crowdfund.demo.data import (
     PRE_ROUND_SHARES,
     PROFILES,
     REPAYMENTS,
+    SETTLED_APPEAL,
+    TRANCHES,
     USERS,
     DemoCampaign,
     DemoOrg,
     DemoPledge,
     DemoRepayment,
+    DemoTranche,
     DemoUser,
 )
+from crowdfund.demo.invoices import invoice_pdf
 from crowdfund.engine import service as engine
 from crowdfund.engine.models import Pledge
 from crowdfund.equity import service as equity
@@ -80,6 +95,8 @@ from crowdfund.loans import service as loans
 from crowdfund.loans.models import Loan, Repayment
 from crowdfund.models_base import utcnow
 from crowdfund.money import Money
+from crowdfund.patient_aid import service as aid
+from crowdfund.patient_aid.models import Hospital, Tranche, TrancheState
 from crowdfund.payments import service as payments
 from crowdfund.payments.models import PaymentMethod
 from crowdfund.review import service as review
@@ -92,6 +109,7 @@ APPROVED_BEFORE_START = timedelta(days=2)
 APPROVAL_COMMENT = "Identity, registration and health credentials checked."
 #: Demo campaigns that have closed by the time the seed runs.
 CLOSED = frozenset({S.SUCCEEDED, S.FAILED, S.SETTLED})
+OPERATOR = "operator@healthfund.example"
 
 
 @dataclass
@@ -108,6 +126,10 @@ class SeedResult:
     job_runs: int = 0
     #: Loan repayments the borrower made (by card or bank transfer).
     repayments: int = 0
+    #: Hospitals an operator registered (and verified) for patient aid.
+    hospitals: int = 0
+    #: Tranches the patient-aid campaigner requested against the hospital's invoices.
+    tranches: int = 0
     #: Steps the services refused (e.g. a pledge to a campaign that has closed since the first seed).
     skipped: list[str] = field(default_factory=list)
 
@@ -362,6 +384,10 @@ def _repay(loan: Loan, spec: DemoRepayment, when: datetime, result: SeedResult) 
     result.repayments += 1
 
 
+#: One step of a story: (when, its name, what to do as of `when`).
+Step = tuple[datetime, str, Callable[[datetime, SeedResult], None]]
+
+
 class _LoanStory:
     """What happens to the loan in repayment once the loans job has opened it: the repayments
     on their days, then the jobs the day after the late instalment's grace period."""
@@ -370,33 +396,150 @@ class _LoanStory:
         self.campaign_id, self.now = campaign_id, now
         self.done: set[str] = set()
 
-    def steps(self, loan: Loan) -> list[tuple[datetime, str, DemoRepayment | None]]:
-        due = {i.number: datetime.combine(i.due_on, time(9), tzinfo=UTC) for i in loan.instalments}
-        grace = timedelta(days=int(current_app.config["LOAN_GRACE_DAYS"]))
-        steps = [(due[r.instalment] + timedelta(days=r.days_from_due), r.key, r) for r in REPAYMENTS]
-        steps.append((due[LATE_INSTALMENT] + grace + timedelta(days=1), "late", None))
-        return sorted((s for s in steps if s[0] <= self.now), key=lambda s: s[0])
-
-    def until(self, moment: datetime, result: SeedResult) -> None:
-        """Take every step due by `moment` not taken yet (nothing before the loan is open)."""
+    def steps(self) -> list[Step]:
+        """Every step due by the seed's `now` (none before the loans job has opened the loan)."""
         loan = loans.loan_for_campaign(self.campaign_id)
         if loan is None:
-            return
-        for when, name, repayment in self.steps(loan):
-            if when > moment or name in self.done:
-                continue
-            self.done.add(name)
-            if repayment is not None:
-                _repay(loan, repayment, when, result)
+            return []
+        due = {i.number: datetime.combine(i.due_on, time(9), tzinfo=UTC) for i in loan.instalments}
+        grace = timedelta(days=int(current_app.config["LOAN_GRACE_DAYS"]))
+        steps: list[Step] = [
+            (due[r.instalment] + timedelta(days=r.days_from_due), r.key, partial(self._repay, r))
+            for r in REPAYMENTS
+        ]
+        steps.append((due[LATE_INSTALMENT] + grace + timedelta(days=1), "late", _run_jobs))
+        return [s for s in steps if s[0] <= self.now]
+
+    def _repay(self, spec: DemoRepayment, when: datetime, result: SeedResult) -> None:
+        _repay(loans.loan_for_campaign(self.campaign_id), spec, when, result)
+
+
+class _AppealStory:
+    """What happens to the settled patient-aid appeal once it has settled: an operator
+    registers its hospital with sandbox bank details and verifies it; the campaigner requests
+    each tranche (`TRANCHES`) against the hospital's itemised invoice (a PDF), an operator
+    approves it, and the jobs pay the first when its public notice is over; the second is
+    approved shortly before the seed, so its notice is still running."""
+
+    def __init__(self, campaign_id: int, now: datetime) -> None:
+        self.campaign_id, self.now = campaign_id, now
+        self.done: set[str] = set()
+
+    def steps(self) -> list[Step]:
+        """Every step due by the seed's `now`, from the payout date on (when the appeal settles)."""
+        campaign = db.session.get(Campaign, self.campaign_id)
+        settled = campaign.end_at + timedelta(days=int(current_app.config["PAYOUT_DELAY_DAYS"]))
+        steps: list[Step] = [(settled + timedelta(hours=12), "hospital", self._hospital)]
+        for spec in TRANCHES:
+            if spec.paid:
+                asked = settled + timedelta(days=spec.days_after_settled)
             else:
-                _run_jobs(when, result)
+                asked = (self.now - timedelta(hours=spec.hours_before_seed)).replace(second=0, microsecond=0)
+            approved = asked + timedelta(hours=spec.approved_after_hours)
+            steps += [
+                (asked, f"request:{spec.number}", partial(self._request, spec)),
+                (approved, f"approve:{spec.number}", partial(self._approve, spec)),
+            ]
+            if spec.paid:
+                steps.append((approved + aid.notice_period(), f"pay:{spec.number}", partial(self._pay, spec)))
+        return [s for s in steps if s[0] <= self.now]
+
+    @staticmethod
+    def _find_hospital() -> Hospital | None:
+        return db.session.scalar(select(Hospital).where(Hospital.licence_number == HOSPITAL.licence_number))
+
+    def _hospital(self, when: datetime, result: SeedResult) -> None:
+        """An operator registers the hospital and its sandbox bank account, and verifies it."""
+        operator = accounts.find_user_by_email(OPERATOR)
+        hospital = self._find_hospital()
+        if hospital is None:
+            details = aid.HospitalDetails(
+                name=HOSPITAL.name,
+                licence_number=HOSPITAL.licence_number,
+                city=HOSPITAL.city,
+                country="CN",
+                bank_name=HOSPITAL.bank_name,
+                account_number=HOSPITAL.account_number,
+            )
+            hospital = aid.register_hospital(operator, details)
+            result.hospitals += 1
+        if not hospital.is_verified:
+            aid.verify_hospital(operator, hospital.id, now=when)
+
+    @staticmethod
+    def _tranche(spec: DemoTranche) -> Tranche | None:
+        return db.session.scalar(select(Tranche).where(Tranche.request_key == spec.key))
+
+    def _request(self, spec: DemoTranche, when: datetime, result: SeedResult) -> None:
+        """The campaigner asks for the tranche against the hospital's invoice (once, by its key)."""
+        hospital = self._find_hospital()
+        if self._tranche(spec) is not None or hospital is None:
+            return
+        campaign = db.session.get(Campaign, self.campaign_id)
+        items = [(d, Money.parse(a, campaign.currency)) for d, a in spec.items]
+        invoice = invoice_pdf(
+            hospital=hospital.name,
+            city=hospital.city,
+            number=spec.invoice_number,
+            patient=campaign.donation_terms.patient_name,
+            issued=f"{when:%Y-%m-%d}",
+            items=items,
+        )
+        req = aid.TrancheRequest(
+            hospital_id=hospital.id,
+            invoice_hospital_id=hospital.id,
+            purpose=spec.purpose,
+            invoice_number=spec.invoice_number,
+            items=list(spec.items),
+            invoice_data=invoice,
+            request_key=spec.key,
+        )
+        try:
+            aid.request_tranche(accounts.find_user_by_email(APPEAL_CAMPAIGNER), campaign.id, req, now=when)
+        except DomainError as exc:
+            result.skipped.append(f"tranche {spec.number} of {SETTLED_APPEAL}: {exc.message}")
+            return
+        result.tranches += 1
+
+    def _approve(self, spec: DemoTranche, when: datetime, result: SeedResult) -> None:
+        tranche = self._tranche(spec)
+        if tranche is None or tranche.state is not TrancheState.REQUESTED:
+            return
+        try:
+            aid.approve_tranche(accounts.find_user_by_email(OPERATOR), tranche.id, now=when)
+        except DomainError as exc:
+            result.skipped.append(f"approving tranche {spec.number}: {exc.message}")
+
+    def _pay(self, spec: DemoTranche, when: datetime, result: SeedResult) -> None:
+        """The jobs as of the end of its notice: `patient_aid.pay` pays it to the hospital."""
+        tranche = self._tranche(spec)
+        if tranche is not None and tranche.state is not TrancheState.PAID:
+            _run_jobs(when, result)
+
+
+def _take_steps(stories: list, until: datetime, result: SeedResult) -> None:
+    """Take every story's steps due by `until` and not taken yet, all stories' steps in time
+    order (each story's steps are read afresh after every step: a job may have opened a loan)."""
+    while True:
+        due = [
+            (when, name, action, story)
+            for story in stories
+            for when, name, action in story.steps()
+            if when <= until and name not in story.done
+        ]
+        if not due:
+            return
+        when, name, action, story = min(due, key=lambda d: d[0])
+        story.done.add(name)
+        action(when, result)
 
 
 def _run_jobs_since_the_closes(campaign_ids: dict[str, int], now: datetime, result: SeedResult) -> None:
     """Run the periodic jobs as of every past moment the closed demo campaigns needed them,
     in time order: they close, settle (charge, retry, drop, fees, payout) or release them,
-    issue the settled round's shares and open the loan; between two moments, the loan's own
-    story (repayments, the late instalment) takes the steps that fall between them."""
+    issue the settled round's shares and open the loan; between two moments, the stories of
+    the loan (repayments, the late instalment) and of the patient-aid appeal (its hospital,
+    one tranche paid after its public notice, one still in notice) take their steps."""
     moments = sorted(
         {
             moment
@@ -406,14 +549,12 @@ def _run_jobs_since_the_closes(campaign_ids: dict[str, int], now: datetime, resu
             if moment <= now
         }
     )
-    # Each story takes its own steps between two job moments (`until(moment, result)`, idempotent).
-    # Patient aid's (a hospital with a verified payout account, one tranche paid after its
-    # public notice, one still in notice) belongs in this list too.
-    stories = [_LoanStory(campaign_ids[LOAN_IN_REPAYMENT], now)]
+    stories: list = [_LoanStory(campaign_ids[LOAN_IN_REPAYMENT], now)]
+    if payments.gateway_name() == "sandbox":  # the hospital's payout account is a sandbox one
+        stories.append(_AppealStory(campaign_ids[SETTLED_APPEAL], now))
     for n, moment in enumerate(moments):
         _run_jobs(moment, result)
-        for story in stories:
-            story.until(moments[n + 1] if n + 1 < len(moments) else now, result)
+        _take_steps(stories, moments[n + 1] if n + 1 < len(moments) else now, result)
 
 
 def _pre_round_shares(orgs: dict[str, Organisation], users: dict[str, User]) -> None:
@@ -430,7 +571,7 @@ def seed_demo(now: datetime | None = None) -> SeedResult:
     now = now or utcnow()
     result = SeedResult()
     users = {spec.email: _user(spec, result) for spec in (*USERS, *BACKERS)}
-    operator = users["operator@healthfund.example"]
+    operator = users[OPERATOR]
     orgs = {spec.key: _organisation(spec, users[spec.owner], operator, result) for spec in ORGS}
     if payments.gateway_name() == "sandbox":
         for spec in ORGS:
