@@ -37,7 +37,9 @@ def test_a_receipt_names_the_donor_even_when_anonymous_and_ties_to_the_charge(ap
     pledge = donate(campaign, donor, 12_345, message="Get well soon", anonymous=True)
     receipt = receipts.receipt_for(donor, pledge.id)
     tx = db.session.scalar(
-        select(LedgerTransaction).where(LedgerTransaction.key == f"payment:{pledge.payment_operation_id}:charge")
+        select(LedgerTransaction).where(
+            LedgerTransaction.key == f"payment:{pledge.payment_operation_id}:charge"
+        )
     )
     assert receipt.number == f"D-{pledge.id:08d}"
     assert receipt.donor == "Mei Chen" and receipt.anonymous

@@ -488,9 +488,7 @@ def _refuse_late_entries(session: Session, flush_context, instances) -> None:
     for obj in new:
         if isinstance(obj, LedgerEntry):
             txn = obj.transaction
-            if (txn is not None and txn not in new) or (
-                txn is None and obj.transaction_id is not None
-            ):
+            if (txn is not None and txn not in new) or (txn is None and obj.transaction_id is not None):
                 raise ImmutableLedgerError(
                     "Entries cannot be added to a posted ledger transaction: post a new transaction instead."
                 )
