@@ -18,10 +18,9 @@ from crowdfund.campaigns.models import Campaign
 from crowdfund.engine.models import COUNTED_STATES, Pledge, PledgeState
 from crowdfund.extensions import db
 from crowdfund.money import Money
+from crowdfund.web.csv_files import safe_cell
 
 ANONYMOUS = "Anonymous"
-#: Leading characters that make a spreadsheet treat a cell as a formula.
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\n")
 
 
 @dataclass(frozen=True)
@@ -95,14 +94,6 @@ def backer_rows(pledges: list[Pledge]) -> list[BackerRow]:
             )
         )
     return rows
-
-
-def safe_cell(value: object) -> str:
-    """A CSV cell a spreadsheet shows as text, never runs as a formula."""
-    text = "" if value is None else str(value)
-    if text.startswith(FORMULA_PREFIXES):
-        return "'" + text
-    return text
 
 
 def backers_csv(campaign: Campaign) -> str:

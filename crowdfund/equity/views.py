@@ -9,8 +9,6 @@ global `equity_for_backer`, so the engine never imports this package.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -26,15 +24,9 @@ from crowdfund.equity.models import InvestorNotice, Reconfirmation, ShareHolding
 from crowdfund.errors import DomainError
 from crowdfund.extensions import db
 from crowdfund.receipts.pdf import document
+from crowdfund.web.csv_files import csv_download
 
 bp = Blueprint("equity", __name__)
-
-#: Leading characters that make a spreadsheet treat a cell as a formula.
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\n")
-
-
-def _cell(value: str) -> str:
-    return "'" + value if value.startswith(FORMULA_PREFIXES) else value
 
 
 @dataclass
@@ -97,15 +89,7 @@ def cap_table(organisation_id: int):
 @login_required
 def cap_table_csv(organisation_id: int):
     table = _cap_table_or_404(organisation_id)
-    out = io.StringIO()
-    writer = csv.writer(out)
-    for row in table.csv_rows():
-        writer.writerow([_cell(v) for v in row])
-    return Response(
-        out.getvalue(),
-        mimetype="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="cap-table-{organisation_id}.csv"'},
-    )
+    return csv_download(table.csv_rows(), f"cap-table-{organisation_id}.csv")
 
 
 # ---------------------------------------------------------------------------

@@ -9,20 +9,16 @@ global `settlement_for_backer`, so the engine never imports this package.
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from flask import (
     Blueprint,
-    Response,
     abort,
     flash,
     redirect,
     render_template,
     request,
-    stream_with_context,
     url_for,
 )
 from flask_login import current_user, login_required
@@ -46,13 +42,12 @@ from crowdfund.settlement.forms import (
     new_form_token,
 )
 from crowdfund.settlement.models import ItemState, SettlementItem, SettlementState
+from crowdfund.web.csv_files import csv_download
 
 bp = Blueprint("settlement", __name__)
 
 SETTLEMENTS_PER_PAGE = 50
 ITEMS_PER_PAGE = 50
-#: Leading characters that make a spreadsheet treat a cell as a formula.
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\n")
 
 
 # ---------------------------------------------------------------------------
@@ -408,37 +403,13 @@ def statement(campaign_id: int):
     )
 
 
-def safe_cell(value: object) -> str:
-    """A CSV cell a spreadsheet shows as text, never runs as a formula."""
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
-
-
-def _csv_lines(rows: Iterable[Iterable[object]]) -> Iterator[str]:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    for row in rows:
-        writer.writerow([safe_cell(value) for value in row])
-        yield out.getvalue()
-        out.seek(0)
-        out.truncate()
-
-
 @bp.route("/studio/<int:campaign_id>/statement.csv")
 @login_required
 def statement_csv(campaign_id: int):
     campaign = _campaign_for_member(campaign_id)
     if service.settlement_for(campaign.id) is None:
         abort(404)
-    rows = service.campaign_statement(campaign.id).csv_rows()
-    return Response(
-        stream_with_context(_csv_lines(rows)),
-        mimetype="text/csv",
-        headers={
-            "Content-Disposition": f'attachment; filename="statement-{campaign.id}.csv"',
-            "Cache-Control": "no-store",
-        },
-    )
+    return csv_download(service.campaign_statement(campaign.id).csv_rows(), f"statement-{campaign.id}.csv")
 
 
 # ---------------------------------------------------------------------------
