@@ -63,7 +63,7 @@ def clear_ledger() -> None:
     db.session.rollback()
     with db.engine.begin() as conn:
         if conn.dialect.name == "postgresql":
-            conn.execute(text(f"TRUNCATE {', '.join(LEDGER_TABLES)} RESTART IDENTITY"))
+            conn.execute(text(f"TRUNCATE {', '.join(LEDGER_TABLES)} RESTART IDENTITY CASCADE"))
         else:
             for table in LEDGER_TABLES:
                 conn.execute(text(f"DELETE FROM {table}"))
