@@ -13,17 +13,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from flask import g
 from markupsafe import escape
 from sqlalchemy import func, select
 
-from crowdfund import create_app
-from crowdfund.accounts.models import User
 from crowdfund.campaigns.models import Campaign, CampaignKind, CampaignState
 from crowdfund.demo.data import (
     APPEAL_CAMPAIGNER,
     BORROWER,
-    CAMPAIGNS,
     HOSPITAL,
     LATE_INSTALMENT,
     LOAN_IN_REPAYMENT,
@@ -51,9 +47,8 @@ from crowdfund.payments.sandbox import SandboxPayout
 from crowdfund.receipts import service as receipts
 from crowdfund.settlement import service as settlement
 from crowdfund.settlement.models import SettlementState
-from tests.conftest import _truncate_all
 from tests.factories import login
-from tests.test_demo_seed import demo_config
+from tests.factories.demo import demo_app, demo_campaign, demo_user
 
 BEN = "backer@healthfund.example"
 OPERATOR = "operator@healthfund.example"
@@ -61,19 +56,8 @@ OPERATOR = "operator@healthfund.example"
 
 @pytest.fixture(scope="module")
 def app(_schema, tmp_path_factory):
-    app = create_app(demo_config(_schema, tmp_path_factory.mktemp("demo-after-success-uploads")))
-
-    @app.before_request
-    def _fresh_request_state():
-        g.pop("_login_user", None)
-
-    with app.app_context():
-        result = app.test_cli_runner().invoke(args=["demo", "seed"])
-        assert result.exit_code == 0 and "skipped" not in result.output, result.output
+    with demo_app(_schema, tmp_path_factory.mktemp("demo-after-success-uploads"), seed=True) as app:
         yield app
-        db.session.remove()
-        _truncate_all()
-        db.engine.dispose()
 
 
 @pytest.fixture
@@ -83,13 +67,7 @@ def seeded(app):
     return app
 
 
-def campaign(key: str) -> Campaign:
-    spec = next(c for c in CAMPAIGNS if c.key == key)
-    return db.session.scalar(select(Campaign).where(Campaign.title == spec.title))
-
-
-def user(email: str) -> User:
-    return db.session.scalar(select(User).where(User.email == email))
+campaign, user = demo_campaign, demo_user
 
 
 def trail_json(client, c: Campaign) -> dict:

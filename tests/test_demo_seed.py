@@ -7,11 +7,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from flask import g
 from PIL import Image
 from sqlalchemy import func, select
 
-from crowdfund import create_app
 from crowdfund.accounts.models import Organisation, Role, User, VerificationStatus
 from crowdfund.accounts.passwords import verify_password
 from crowdfund.campaigns.models import (
@@ -23,7 +21,6 @@ from crowdfund.campaigns.models import (
     RewardTier,
     mask_name,
 )
-from crowdfund.config import DevelopmentConfig
 from crowdfund.demo.data import (
     BACKERS,
     CAMPAIGNS,
@@ -45,7 +42,7 @@ from crowdfund.patient_aid.models import Tranche, TrancheState
 from crowdfund.payments import service as payments
 from crowdfund.payments.models import OperationState, PaymentOperation
 from crowdfund.settlement import service as settlement
-from tests.conftest import _config, _truncate_all
+from tests.factories.demo import demo_app
 
 MAIN_LOGINS = {
     "admin@healthfund.example": Role.ADMIN,
@@ -84,33 +81,13 @@ def _state() -> dict:
     }
 
 
-def demo_config(database_url: str, upload_dir):
-    """The test config with the processing fee `make run` (development) charges in the sandbox."""
-    base = _config(database_url, upload_dir)
-
-    class Config(base):
-        PROCESSING_FEE_BP = DevelopmentConfig.PROCESSING_FEE_BP
-        PROCESSING_FEE_FIXED = DevelopmentConfig.PROCESSING_FEE_FIXED
-
-    return Config
-
-
 @pytest.fixture(scope="module")
 def app(_schema, tmp_path_factory):
     """One app for the module, seeded once by `seeded`: a seed goes through every service
     (password hashing, covers, charges), so doing it for each test would take minutes.
     The tests read; the two that seed again check the data comes out unchanged."""
-    app = create_app(demo_config(_schema, tmp_path_factory.mktemp("demo-uploads")))
-
-    @app.before_request
-    def _fresh_request_state():
-        g.pop("_login_user", None)
-
-    with app.app_context():
+    with demo_app(_schema, tmp_path_factory.mktemp("demo-uploads"), seed=False) as app:
         yield app
-        db.session.remove()
-        _truncate_all()
-        db.engine.dispose()
 
 
 @pytest.fixture(scope="module")

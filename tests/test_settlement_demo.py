@@ -11,13 +11,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from flask import g
 from sqlalchemy import func, select
 
-from crowdfund import create_app
-from crowdfund.accounts.models import User
 from crowdfund.campaigns.models import Campaign, CampaignState
-from crowdfund.demo.data import CAMPAIGNS, ENDING_SOON, EXTRA_CARDS
+from crowdfund.demo.data import ENDING_SOON, EXTRA_CARDS
 from crowdfund.engine.models import Pledge, PledgeState
 from crowdfund.errors import ErrorCode
 from crowdfund.extensions import db
@@ -29,9 +26,8 @@ from crowdfund.payments.models import OperationKind, OperationState, PaymentOper
 from crowdfund.payments.sandbox import SandboxCharge
 from crowdfund.settlement import service as settlement
 from crowdfund.settlement.models import ItemState, SettlementItem, SettlementState
-from tests.conftest import _truncate_all
 from tests.factories import login
-from tests.test_demo_seed import demo_config
+from tests.factories.demo import demo_app, demo_campaign, demo_user
 
 SETTLED = "quietcuff-talking-blood-pressure-monitor"
 FAILED = "caredose-fall-alert-pendant"
@@ -41,19 +37,8 @@ BEN = "backer@healthfund.example"
 
 @pytest.fixture(scope="module")
 def app(_schema, tmp_path_factory):
-    app = create_app(demo_config(_schema, tmp_path_factory.mktemp("demo-settlement-uploads")))
-
-    @app.before_request
-    def _fresh_request_state():
-        g.pop("_login_user", None)
-
-    with app.app_context():
-        result = app.test_cli_runner().invoke(args=["demo", "seed"])
-        assert result.exit_code == 0 and "skipped" not in result.output, result.output
+    with demo_app(_schema, tmp_path_factory.mktemp("demo-settlement-uploads"), seed=True) as app:
         yield app
-        db.session.remove()
-        _truncate_all()
-        db.engine.dispose()
 
 
 @pytest.fixture
@@ -63,13 +48,7 @@ def seeded(app):
     return app
 
 
-def campaign(key: str) -> Campaign:
-    spec = next(c for c in CAMPAIGNS if c.key == key)
-    return db.session.scalar(select(Campaign).where(Campaign.title == spec.title))
-
-
-def user(email: str) -> User:
-    return db.session.scalar(select(User).where(User.email == email))
+campaign, user = demo_campaign, demo_user
 
 
 def items(c: Campaign) -> list[SettlementItem]:
