@@ -194,31 +194,16 @@ class ErrorCode(enum.StrEnum):
         409,
         "Investors must be able to reconfirm before commitments close: amend the terms earlier.",
     )
-    RECONFIRM_REQUESTED = (
-        "reconfirm_requested",
-        200,
-        "The terms of “{campaign}” changed: reconfirm your commitment by {deadline} or it will be cancelled.",
-    )
     NOT_RECONFIRMED = (
         "not_reconfirmed",
         409,
         "The terms of “{campaign}” changed and you did not reconfirm by {deadline}: your commitment "
         "was cancelled and nothing was charged.",
     )
-    RECONFIRM_DECLINED = (
-        "reconfirm_declined",
-        200,
-        "You declined the new terms of “{campaign}”: your commitment was cancelled and nothing was charged.",
-    )
     RECONFIRMATION_CLOSED = (
         "reconfirmation_closed",
         409,
         "This commitment has no reconfirmation waiting for an answer.",
-    )
-    SHARES_ISSUED = (
-        "shares_issued",
-        200,
-        "{shares} shares of {issuer} were issued to you (certificate {certificate}).",
     )
     # loans and repayments
     LOAN_NOT_FOUND = "loan_not_found", 404, "We could not find that loan."
@@ -243,16 +228,6 @@ class ErrorCode(enum.StrEnum):
         "repayment_not_reversible",
         409,
         "Only a repayment received and shared among the lenders can be reversed.",
-    )
-    LOAN_DEFAULTED = (
-        "loan_defaulted",
-        200,
-        "The loan to {borrower} is in default; anything recovered will be shared among the lenders as received.",
-    )
-    REPAYMENT_REVERSED = (
-        "repayment_reversed",
-        200,
-        "A repayment of {amount} by {borrower} was reversed; your share of it was taken back.",
     )
     # patient aid: hospitals, tranches, reports, surplus
     HOSPITAL_NOT_FOUND = "hospital_not_found", 404, "We could not find that hospital."
@@ -336,18 +311,51 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+class NoticeCode(enum.StrEnum):
+    """What a person is told that is not an error (shares issued, a loan in default …): a
+    stored code and parameters, rendered with `describe` like an error code."""
+
+    def __new__(cls, value: str, text: str = ""):
+        member = str.__new__(cls, value)
+        member._value_ = value
+        member.text = text
+        return member
+
+    RECONFIRM_REQUESTED = (
+        "reconfirm_requested",
+        "The terms of “{campaign}” changed: reconfirm your commitment by {deadline} or it will be cancelled.",
+    )
+    RECONFIRM_DECLINED = (
+        "reconfirm_declined",
+        "You declined the new terms of “{campaign}”: your commitment was cancelled and nothing was charged.",
+    )
+    SHARES_ISSUED = (
+        "shares_issued",
+        "{shares} shares of {issuer} were issued to you (certificate {certificate}).",
+    )
+    LOAN_DEFAULTED = (
+        "loan_defaulted",
+        "The loan to {borrower} is in default; anything recovered will be shared among the lenders as received.",
+    )
+    REPAYMENT_REVERSED = (
+        "repayment_reversed",
+        "A repayment of {amount} by {borrower} was reversed; your share of it was taken back.",
+    )
+
+
 def markdown_table() -> str:
     """Every code with its HTTP status and default sentence, as the README's Markdown table."""
     rows = [f"| `{code.value}` | {code.status} | {_cell(code.text)} |" for code in ErrorCode]
     return "\n".join(["| Code | HTTP status | Meaning |", "| --- | --- | --- |", *rows]) + "\n"
 
 
-def describe(code: str | ErrorCode | None, params: dict[str, Any] | None = None) -> str:
-    """The sentence for a stored code (unknown codes get the generic one)."""
-    try:
-        member = ErrorCode(code) if code else ErrorCode.ERROR
-    except ValueError:
-        member = ErrorCode.ERROR
+def describe(code: str | ErrorCode | NoticeCode | None, params: dict[str, Any] | None = None) -> str:
+    """The sentence for a stored error or notice code (unknown codes get the generic one)."""
+    member: ErrorCode | NoticeCode = ErrorCode.ERROR
+    if code in NoticeCode._value2member_map_:
+        member = NoticeCode(code)
+    elif code in ErrorCode._value2member_map_:
+        member = ErrorCode(code)
     text = member.text
     if params:
         with contextlib.suppress(KeyError, IndexError, ValueError):

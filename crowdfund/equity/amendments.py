@@ -44,7 +44,7 @@ from crowdfund.equity.models import (
     ReconfirmationState,
     RoundAmendment,
 )
-from crowdfund.errors import Conflict, ErrorCode, NotFound, ValidationError
+from crowdfund.errors import Conflict, ErrorCode, NotFound, NoticeCode, ValidationError
 from crowdfund.extensions import db
 from crowdfund.models_base import utcnow
 from crowdfund.money import Money
@@ -199,10 +199,12 @@ def _ask_to_reconfirm(
                 created_at=now,
             )
         )
-        _notify(pledge, campaign, ErrorCode.RECONFIRM_REQUESTED, amendment.reconfirm_by, now)
+        _notify(pledge, campaign, NoticeCode.RECONFIRM_REQUESTED, amendment.reconfirm_by, now)
 
 
-def _notify(pledge: Pledge, campaign: Campaign, code: ErrorCode, deadline: datetime, now: datetime) -> None:
+def _notify(
+    pledge: Pledge, campaign: Campaign, code: ErrorCode | NoticeCode, deadline: datetime, now: datetime
+) -> None:
     db.session.add(
         InvestorNotice(
             user_id=pledge.user_id,
@@ -308,7 +310,7 @@ def decline(user: User, pledge_id: Any, *, now: datetime | None = None) -> Recon
         pledge.updated_at = now
         count_out(campaign, pledge, None)
         answer.transition_to(ReconfirmationState.DECLINED, now)
-        _notify(pledge, campaign, ErrorCode.RECONFIRM_DECLINED, answer.deadline, now)
+        _notify(pledge, campaign, NoticeCode.RECONFIRM_DECLINED, answer.deadline, now)
         _end_hold_if_answered(campaign)
     return answer
 

@@ -34,7 +34,7 @@ from crowdfund.equity.models import (
     ShareHolding,
     ShareIssue,
 )
-from crowdfund.errors import ErrorCode, NotFound, ValidationError
+from crowdfund.errors import ErrorCode, NotFound, NoticeCode, ValidationError
 from crowdfund.extensions import db
 from crowdfund.ledger.models import LedgerTransaction, TransactionKind
 from crowdfund.ledger.postings import payment_key
@@ -169,7 +169,7 @@ def _issue_holdings(campaign: Campaign, issue: ShareIssue, price: int, now: date
                 user_id=pledge.user_id,
                 campaign_id=campaign.id,
                 pledge_id=pledge.id,
-                code=ErrorCode.SHARES_ISSUED.value,
+                code=NoticeCode.SHARES_ISSUED.value,
                 params={
                     "shares": f"{shares:,}",
                     "issuer": campaign.organisation.legal_name,

@@ -42,7 +42,7 @@ from sqlalchemy.exc import IntegrityError
 from crowdfund.campaigns.models import Campaign, CampaignKind
 from crowdfund.database import lock, retry_on_lock, unit_of_work, valid_id
 from crowdfund.engine.schedule import add_months, annuity_schedule
-from crowdfund.errors import Conflict, DomainError, ErrorCode, NotFound, ValidationError
+from crowdfund.errors import Conflict, DomainError, ErrorCode, NotFound, NoticeCode, ValidationError
 from crowdfund.extensions import db
 from crowdfund.ledger import postings
 from crowdfund.ledger.service import find_transaction
@@ -692,14 +692,14 @@ def _undo_split(repayment_id: int, now: datetime) -> None:
         loan.repaid_amount -= repayment.amount_amount
         if loan.state is LoanState.REPAID:
             loan.transition_to(LoanState.REPAYING, now)
-        repayment.reversal_code = ErrorCode.REPAYMENT_REVERSED.value
+        repayment.reversal_code = NoticeCode.REPAYMENT_REVERSED.value
         repayment.transition_to(RepaymentState.REVERSING, now)
         if repayment.method is RepaymentMethod.BANK_TRANSFER:
             repayment.transition_to(RepaymentState.REVERSED, now)
         _notify(
             loan,
             sorted({s.user_id for s in shares}),
-            ErrorCode.REPAYMENT_REVERSED,
+            NoticeCode.REPAYMENT_REVERSED,
             f"repayment:{repayment.id}",
             {"amount": repayment.amount.format(), "borrower": loan.organisation.legal_name},
             now,
@@ -739,7 +739,7 @@ def _mark_reversed(repayment_id: int, now: datetime) -> Repayment:
 
 
 def _notify(
-    loan: Loan, user_ids: list[int], code: ErrorCode, subject: str, params: dict, now: datetime
+    loan: Loan, user_ids: list[int], code: ErrorCode | NoticeCode, subject: str, params: dict, now: datetime
 ) -> None:
     """One in-app notice per lender (a code and its parameters); notifications deliver them later."""
     if user_ids:
@@ -852,7 +852,12 @@ def _default(loan: Loan, now: datetime) -> None:
         .order_by(LoanLender.user_id)
     ).all()
     _notify(
-        loan, list(lenders), ErrorCode.LOAN_DEFAULTED, "loan", {"borrower": loan.organisation.legal_name}, now
+        loan,
+        list(lenders),
+        NoticeCode.LOAN_DEFAULTED,
+        "loan",
+        {"borrower": loan.organisation.legal_name},
+        now,
     )
 
 
